@@ -1,0 +1,244 @@
+"""Rate sources: how to ask each one, and a strict parser for each reply.
+
+A parser takes the decoded JSON and returns a valid Quote or raises SourceError.
+Reply shapes: ``shared/reference/sources.md`` (Alpha Vantage, Coinbase, Kraken, Bitstamp).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from btc_usd.fetch import FetchError, get_json
+from btc_usd.model import Pair, Quote, SourceError
+
+_DECIMAL = re.compile(r"^\s*[0-9]+(\.[0-9]+)?\s*$")
+_UTC_NAMES = {"UTC", "Etc/UTC", "GMT", "Z"}
+# Kraken's own asset codes where they differ from ISO-style ones.
+_KRAKEN_CODES = {"BTC": "XBT", "DOGE": "XDG"}
+# A source clock may run slightly ahead of ours; beyond this the timestamp is bogus.
+MAX_CLOCK_SKEW = timedelta(minutes=5)
+
+
+def excerpt(value: object, limit: int = 160) -> str:
+    """An upstream message on one line, cut to ``limit`` characters, for logs and errors."""
+    return " ".join(str(value).split())[:limit]
+
+
+def positive_number(source: str, value: object, field: str) -> float:
+    """A strictly positive, finite number from a decimal string or a JSON number."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise SourceError(source, f"{field} is {type(value).__name__}, not a number")
+    if isinstance(value, str) and not _DECIMAL.match(value):
+        raise SourceError(source, f"{field} {value[:40]!r} is not a decimal number")
+    try:
+        number = float(value)
+    except OverflowError:
+        raise SourceError(source, f"{field} is out of range") from None
+    if not math.isfinite(number) or number <= 0:
+        raise SourceError(source, f"{field} {number!r} is not a positive finite number")
+    return number
+
+
+def json_object(source: str, value: object, what: str) -> Mapping[str, Any]:
+    if not isinstance(value, dict):
+        raise SourceError(source, f"{what} is missing or not a JSON object")
+    return value
+
+
+def _field(source: str, obj: Mapping[str, Any], key: str) -> Any:
+    if key not in obj:
+        raise SourceError(source, f"field {key!r} is missing")
+    return obj[key]
+
+
+def _epoch(source: str, value: object, field: str) -> datetime:
+    seconds = positive_number(source, value, field)
+    try:
+        return datetime.fromtimestamp(seconds, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        raise SourceError(source, f"{field} {seconds!r} is not a valid unix time") from None
+
+
+def _check_pair(source: str, pair: Pair, base: object, quote: object) -> None:
+    if (base, quote) != (pair.base, pair.quote):
+        raise SourceError(source, f"reply is for {excerpt(base, 12)}/{excerpt(quote, 12)}, asked for {pair}")
+
+
+def _check_spread(source: str, bid: float | None, ask: float | None) -> None:
+    if bid is not None and ask is not None and bid > ask:
+        raise SourceError(source, f"bid {bid} is above ask {ask}")
+
+
+def parse_alphavantage(payload: object, pair: Pair) -> Quote:
+    """Alpha Vantage CURRENCY_EXCHANGE_RATE; errors and throttling arrive as HTTP 200."""
+    name = "alphavantage"
+    body = json_object(name, payload, "reply")
+    for key in ("Error Message", "Information", "Note"):
+        if key in body:
+            kind = "throttled" if key != "Error Message" else "error"
+            raise SourceError(name, f"{kind}: {key}: {excerpt(body[key])}")
+    data = json_object(name, body.get("Realtime Currency Exchange Rate"), "'Realtime Currency Exchange Rate'")
+    _check_pair(name, pair, _field(name, data, "1. From_Currency Code"), _field(name, data, "3. To_Currency Code"))
+    rate = positive_number(name, _field(name, data, "5. Exchange Rate"), "5. Exchange Rate")
+    bid = positive_number(name, data["8. Bid Price"], "8. Bid Price") if "8. Bid Price" in data else None
+    ask = positive_number(name, data["9. Ask Price"], "9. Ask Price") if "9. Ask Price" in data else None
+    _check_spread(name, bid, ask)
+    zone = _field(name, data, "7. Time Zone")
+    if zone not in _UTC_NAMES:
+        raise SourceError(name, f"unsupported time zone {excerpt(zone, 40)!r}, expected UTC")
+    refreshed = _field(name, data, "6. Last Refreshed")
+    try:
+        quoted_at = datetime.strptime(str(refreshed), "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+    except ValueError:
+        raise SourceError(name, f"6. Last Refreshed {excerpt(refreshed, 40)!r} is not 'YYYY-MM-DD HH:MM:SS'") from None
+    return Quote(name, pair, rate, bid, ask, quoted_at)
+
+
+def parse_coinbase(payload: object, pair: Pair) -> Quote:
+    """Coinbase spot price: ``{"data": {"amount", "base", "currency"}}``; no timestamp."""
+    name = "coinbase"
+    body = json_object(name, payload, "reply")
+    if "errors" in body:
+        raise SourceError(name, f"error: {excerpt(body['errors'])}")
+    data = json_object(name, body.get("data"), "'data'")
+    _check_pair(name, pair, _field(name, data, "base"), _field(name, data, "currency"))
+    return Quote(name, pair, positive_number(name, _field(name, data, "amount"), "amount"))
+
+
+def _kraken_code(code: str) -> str:
+    return _KRAKEN_CODES.get(code, code)
+
+
+def parse_kraken(payload: object, pair: Pair) -> Quote:
+    """Kraken ticker: last trade ``c[0]``, bid ``b[0]``, ask ``a[0]``; no timestamp."""
+    name = "kraken"
+    body = json_object(name, payload, "reply")
+    errors = body.get("error")
+    if not isinstance(errors, list):
+        raise SourceError(name, "field 'error' is missing or not a list")
+    if errors:
+        raise SourceError(name, f"error: {excerpt('; '.join(str(e) for e in errors))}")
+    result = json_object(name, body.get("result"), "'result'")
+    if len(result) != 1:
+        raise SourceError(name, f"'result' holds {len(result)} pairs, expected 1")
+    ((kraken_pair, ticker),) = result.items()
+    base, quote = _kraken_code(pair.base), _kraken_code(pair.quote)
+    if not (kraken_pair.endswith(quote) and base in kraken_pair[: -len(quote)]):
+        raise SourceError(name, f"reply is for {kraken_pair[:20]!r}, asked for {pair}")
+    ticker = json_object(name, ticker, f"'result.{kraken_pair}'")
+
+    def first(key: str) -> float:
+        values = _field(name, ticker, key)
+        if not isinstance(values, list) or not values:
+            raise SourceError(name, f"field {key!r} is not a non-empty list")
+        return positive_number(name, values[0], f"{key}[0]")
+
+    ask, bid, last = first("a"), first("b"), first("c")
+    _check_spread(name, bid, ask)
+    return Quote(name, pair, last, bid, ask)
+
+
+def parse_bitstamp(payload: object, pair: Pair) -> Quote:
+    """Bitstamp ticker: last, bid, ask and a unix ``timestamp``, all strings."""
+    name = "bitstamp"
+    body = json_object(name, payload, "reply")
+    if "errors" in body or body.get("status") == "error":
+        raise SourceError(name, f"error: {excerpt(body.get('errors') or body.get('reason'))}")
+    last = positive_number(name, _field(name, body, "last"), "last")
+    bid = positive_number(name, _field(name, body, "bid"), "bid")
+    ask = positive_number(name, _field(name, body, "ask"), "ask")
+    _check_spread(name, bid, ask)
+    return Quote(name, pair, last, bid, ask, _epoch(name, _field(name, body, "timestamp"), "timestamp"))
+
+
+@dataclass(frozen=True)
+class Source:
+    """How to call one source: its default base URL, request and parser."""
+
+    name: str
+    default_url: str
+    needs_key: bool
+    request: Callable[[Pair, str | None], tuple[str, dict[str, str]]]
+    parse: Callable[[object, Pair], Quote]
+
+
+SOURCES: dict[str, Source] = {
+    source.name: source
+    for source in (
+        Source(
+            "alphavantage",
+            "https://www.alphavantage.co",
+            True,
+            lambda pair, key: (
+                "/query",
+                {
+                    "function": "CURRENCY_EXCHANGE_RATE",
+                    "from_currency": pair.base,
+                    "to_currency": pair.quote,
+                    "apikey": key or "",
+                },
+            ),
+            parse_alphavantage,
+        ),
+        Source(
+            "coinbase",
+            "https://api.coinbase.com",
+            False,
+            lambda pair, _key: (f"/v2/prices/{pair.base}-{pair.quote}/spot", {}),
+            parse_coinbase,
+        ),
+        Source(
+            "kraken",
+            "https://api.kraken.com",
+            False,
+            lambda pair, _key: ("/0/public/Ticker", {"pair": _kraken_code(pair.base) + pair.quote}),
+            parse_kraken,
+        ),
+        Source(
+            "bitstamp",
+            "https://www.bitstamp.net",
+            False,
+            lambda pair, _key: (f"/api/v2/ticker/{pair.base.lower()}{pair.quote.lower()}/", {}),
+            parse_bitstamp,
+        ),
+    )
+}
+
+
+def redact(text: str, secret: str | None) -> str:
+    """Remove a secret (the API key) from text that may be logged."""
+    return text.replace(secret, "***") if secret else text
+
+
+def fetch_quote(
+    source: Source,
+    pair: Pair,
+    *,
+    base_url: str,
+    api_key: str | None,
+    now: datetime,
+    max_age: timedelta,
+    timeout: float,
+) -> Quote:
+    """Ask one source for one pair and return a quote fresh enough to record."""
+    path, params = source.request(pair, api_key)
+    try:
+        quote = source.parse(get_json(base_url + path, params, timeout=timeout), pair)
+    except FetchError as exc:
+        raise SourceError(source.name, redact(str(exc), api_key)) from None
+    except SourceError as exc:
+        raise SourceError(source.name, redact(exc.reason, api_key)) from None
+    if quote.quoted_at is not None:
+        age = now - quote.quoted_at
+        if age > max_age:
+            raise SourceError(
+                source.name, f"quote is {age.total_seconds():.0f} s old (limit {max_age.total_seconds():.0f} s)"
+            )
+        if age < -MAX_CLOCK_SKEW:
+            raise SourceError(source.name, f"quote is dated {-age.total_seconds():.0f} s in the future")
+    return quote

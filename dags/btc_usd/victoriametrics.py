@@ -1,0 +1,104 @@
+"""Write samples to VictoriaMetrics over Graphite and read them back over HTTP."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from btc_usd import graphite
+from btc_usd.graphite import Sample
+from btc_usd.model import StorageError
+
+SeriesKey = tuple[tuple[str, str], ...]
+
+
+def selector(name: str, **labels: str) -> str:
+    """A series selector; ``name`` is a regex when it holds ``|``."""
+    op = "=~" if "|" in name else "="
+    matchers = [f'__name__{op}"{name}"'] + [f'{k}="{v}"' for k, v in sorted(labels.items())]
+    return "{" + ",".join(matchers) + "}"
+
+
+@dataclass(frozen=True)
+class VictoriaMetrics:
+    """A VictoriaMetrics single node: HTTP API at ``url``, Graphite on ``graphite_port``."""
+
+    url: str
+    graphite_port: int = 2003
+    timeout: float = 10.0
+
+    @property
+    def host(self) -> str:
+        return urllib.parse.urlsplit(self.url).hostname or "localhost"
+
+    def export(self, match: str, start: int, end: int) -> dict[SeriesKey, dict[int, float]]:
+        """Raw samples in [start, end] (unix seconds) as {series: {timestamp: value}}."""
+        query = urllib.parse.urlencode({"match[]": match, "start": start, "end": end})
+        try:
+            with urllib.request.urlopen(f"{self.url}/api/v1/export?{query}", timeout=self.timeout) as reply:  # noqa: S310 - URL comes from a Connection
+                body = reply.read().decode()
+        except urllib.error.HTTPError as exc:
+            detail = exc.read()[:200].decode("utf-8", "replace")
+            raise StorageError(f"VictoriaMetrics export at {self.url} answered HTTP {exc.code}: {detail}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise StorageError(f"cannot read from VictoriaMetrics at {self.url}: {exc}") from None
+        series: dict[SeriesKey, dict[int, float]] = {}
+        for line in body.splitlines():
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            key = tuple(sorted(row["metric"].items()))
+            points = series.setdefault(key, {})
+            for ts, value in zip(row["timestamps"], row["values"], strict=True):
+                points[ts // 1000] = float(value)
+        return series
+
+    def write(self, samples: Sequence[Sample]) -> int:
+        """Send samples to the Graphite listener."""
+        try:
+            return graphite.send(samples, self.host, self.graphite_port, self.timeout)
+        except OSError as exc:
+            raise StorageError(
+                f"cannot write to VictoriaMetrics Graphite listener {self.host}:{self.graphite_port}: {exc}; "
+                "check that it runs with -graphiteListenAddr"
+            ) from None
+
+    def missing(self, samples: Iterable[Sample]) -> list[Sample]:
+        """The samples VictoriaMetrics does not (yet) return with the written value."""
+        samples = list(samples)
+        if not samples:
+            return []
+        names = "|".join(sorted({s.name for s in samples}))
+        stored = self.export(selector(names), min(s.timestamp for s in samples), max(s.timestamp for s in samples) + 1)
+        return [
+            s
+            for s in samples
+            if not math.isclose(stored.get(s.key, {}).get(s.timestamp, math.nan), s.value, rel_tol=1e-9)
+        ]
+
+    def write_and_verify(
+        self,
+        samples: Sequence[Sample],
+        *,
+        wait: float = 30.0,
+        poll: float = 0.5,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        """Write, then read back until every sample is visible or ``wait`` runs out."""
+        self.write(samples)
+        deadline = time.monotonic() + wait
+        while missing := self.missing(samples):
+            if time.monotonic() >= deadline:
+                first = graphite.format_line(missing[0]).strip()
+                raise StorageError(
+                    f"{len(missing)} of {len(samples)} written points are not in VictoriaMetrics "
+                    f"after {wait:g} s (first: {first!r}); check its log, -retentionPeriod "
+                    "(points older than retention are dropped) and disk space"
+                )
+            sleep(poll)
