@@ -1,0 +1,190 @@
+"""Real programs for the integration tests: VictoriaMetrics, MariaDB and Airflow.
+
+Each runs from the Debian package or the project's venv, on free loopback ports,
+with its data in a temporary folder, and is stopped by the test that started it.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+# Every server the harness starts, so the session can prove none outlives it.
+STARTED: list[subprocess.Popen] = []
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(check, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if check():
+                return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not ready after {timeout} s")
+        time.sleep(0.2)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+class VictoriaMetricsServer:
+    """``victoria-metrics`` with the flags the DAG relies on (see README)."""
+
+    BINARY = shutil.which("victoria-metrics") or "/usr/bin/victoria-metrics"
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.http_port, self.graphite_port = free_port(), free_port()
+        self.url = f"http://127.0.0.1:{self.http_port}"
+        self.log = data_dir.parent / f"{data_dir.name}.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> VictoriaMetricsServer:
+        args = [
+            self.BINARY,
+            f"-storageDataPath={self.data_dir}",
+            f"-httpListenAddr=127.0.0.1:{self.http_port}",
+            f"-graphiteListenAddr=127.0.0.1:{self.graphite_port}",
+            "-retentionPeriod=100y",
+            "-dedup.minScrapeInterval=1s",
+        ]
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        STARTED.append(self.proc)
+        wait_until(self._healthy, 30, "VictoriaMetrics")
+        # The Graphite listener starts after /health answers.
+        wait_until(
+            lambda: socket.create_connection(("127.0.0.1", self.graphite_port), 1).close() is None, 30, "Graphite"
+        )
+        return self
+
+    def _healthy(self) -> bool:
+        with urllib.request.urlopen(f"{self.url}/health", timeout=2) as reply:  # noqa: S310 - our own loopback URL
+            return reply.status == 200
+
+    def connection(self) -> str:
+        return f'{{"conn_type": "http", "host": "127.0.0.1", "port": {self.http_port}, "schema": "http", "extra": {{"graphite_port": {self.graphite_port}}}}}'
+
+    def stop(self) -> None:
+        if self.proc:
+            _stop(self.proc)
+
+
+class MariaDBServer:
+    """A throwaway ``mariadbd`` holding Airflow's metadata database."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.port = free_port()
+        self.password = secrets.token_urlsafe(18)
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def sql_alchemy_conn(self) -> str:
+        return f"mysql+mysqldb://airflow:{self.password}@127.0.0.1:{self.port}/airflow"
+
+    def start(self) -> MariaDBServer:
+        data = self.base / "data"
+        data.mkdir(parents=True)
+        # The tests run as root in private temporary folders, so mariadbd runs as root too.
+        subprocess.run(
+            ["mariadb-install-db", "--user=root", f"--datadir={data}", "--auth-root-authentication-method=socket"],
+            check=True,
+            capture_output=True,
+        )
+        self.socket = self.base / "mysqld.sock"
+        args = [
+            "mariadbd",
+            "--no-defaults",
+            "--user=root",
+            f"--datadir={data}",
+            f"--socket={self.socket}",
+            f"--pid-file={self.base / 'mysqld.pid'}",
+            f"--port={self.port}",
+            "--bind-address=127.0.0.1",
+            "--skip-log-bin",
+            "--character-set-server=utf8mb4",
+            "--collation-server=utf8mb4_unicode_ci",
+            "--explicit-defaults-for-timestamp=1",
+            "--innodb-buffer-pool-size=64M",
+        ]
+        with (self.base / "mysqld.log").open("ab") as log:
+            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        STARTED.append(self.proc)
+        wait_until(lambda: self.sql("SELECT 1").returncode == 0, 60, "MariaDB")
+        created = self.sql(
+            "CREATE DATABASE airflow CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;"
+            f"CREATE USER 'airflow'@'127.0.0.1' IDENTIFIED BY '{self.password}';"
+            "GRANT ALL PRIVILEGES ON airflow.* TO 'airflow'@'127.0.0.1';"
+        )
+        if created.returncode:
+            raise RuntimeError(f"cannot create Airflow's database: {created.stderr}")
+        return self
+
+    def sql(self, statement: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["mariadb", f"--socket={self.socket}", "-uroot", "-e", statement], capture_output=True, text=True
+        )
+
+    def stop(self) -> None:
+        if self.proc:
+            _stop(self.proc)
+
+
+class Airflow:
+    """The project's Airflow (the venv running pytest), pointed at MariaDB and ``dags/``."""
+
+    def __init__(self, home: Path, sql_alchemy_conn: str) -> None:
+        self.home = home
+        self.env = {
+            key: value for key, value in os.environ.items() if not key.startswith(("AIRFLOW_", "AIRFLOW__", "PYTEST_"))
+        }
+        self.env |= {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": sql_alchemy_conn,
+            "AIRFLOW__CORE__FERNET_KEY": "",
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+            "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}",
+        }
+
+    def run(self, *args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(VENV_BIN / "airflow"), *args],
+            env=self.env | (env or {}),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=self.home,
+        )
+
+    def migrate(self) -> None:
+        done = self.run("db", "migrate")
+        if done.returncode:
+            raise RuntimeError(f"airflow db migrate failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")

@@ -1,0 +1,60 @@
+"""The VictoriaMetrics client against a real victoria-metrics with its Graphite listener."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from btc_usd.graphite import Sample
+from btc_usd.model import StorageError
+from btc_usd.victoriametrics import VictoriaMetrics, selector
+from harness.services import free_port
+
+T = 1795716000  # a 10-minute boundary
+
+
+def rate(value: float, ts: int = T, source: str = "coinbase") -> Sample:
+    return Sample("exchange_rate", {"base": "BTC", "quote": "USD", "source": source}, value, ts)
+
+
+def test_written_points_read_back_with_labels_value_and_timestamp(vm: VictoriaMetrics) -> None:
+    samples = [rate(64090.12345678), rate(64100.5, T + 600), rate(64000.25, T, "kraken")]
+    vm.write_and_verify(samples)
+    stored = vm.export(selector("exchange_rate", base="BTC", quote="USD"), T - 600, T + 1200)
+    coinbase = (("__name__", "exchange_rate"), ("base", "BTC"), ("quote", "USD"), ("source", "coinbase"))
+    # VictoriaMetrics keeps about 12 significant digits: plenty for a price
+    assert stored[coinbase] == {T: pytest.approx(64090.12345678, rel=1e-11), T + 600: 64100.5}
+    assert len(stored) == 2
+
+
+def test_a_rewrite_of_the_same_slot_leaves_one_point(vm: VictoriaMetrics) -> None:
+    # -dedup.minScrapeInterval keeps one sample per series and timestamp
+    vm.write_and_verify([rate(100.0)])
+    vm.write_and_verify([rate(100.0)])
+    stored = vm.export(selector("exchange_rate"), T - 1, T + 1)
+    assert [list(points.items()) for points in stored.values()] == [[(T, 100.0)]]
+
+
+def test_missing_reports_points_not_stored(vm: VictoriaMetrics) -> None:
+    vm.write_and_verify([rate(1.5)])
+    assert vm.missing([rate(1.5)]) == []
+    assert vm.missing([rate(2.5)]) == [rate(2.5)]
+    assert vm.missing([rate(1.5, T + 600)]) == [rate(1.5, T + 600)]
+
+
+def test_verify_fails_clearly_when_points_never_arrive(vm: VictoriaMetrics) -> None:
+    # The HTTP API is the real one, but Graphite lines go to a sink that drops them.
+    with socket.create_server(("127.0.0.1", 0)) as sink:
+        sink.listen(8)
+        lossy = VictoriaMetrics(vm.url, graphite_port=sink.getsockname()[1])
+        with pytest.raises(StorageError, match=r"^1 of 1 written points are not in VictoriaMetrics after 1 s"):
+            lossy.write_and_verify([rate(8.0)], wait=1, poll=0.2)
+
+
+def test_unreachable_victoriametrics_is_a_storage_error() -> None:
+    down = VictoriaMetrics(f"http://127.0.0.1:{free_port()}", graphite_port=free_port(), timeout=2)
+    with pytest.raises(StorageError, match="cannot write to VictoriaMetrics Graphite listener"):
+        down.write([rate(1.0)])
+    with pytest.raises(StorageError, match="cannot read from VictoriaMetrics"):
+        down.export(selector("exchange_rate"), T, T + 1)
