@@ -1,0 +1,80 @@
+resource "aws_key_pair" "admin" {
+  key_name   = "${var.name}-admin"
+  public_key = trimspace(var.ssh_public_key)
+
+  tags = local.tags
+}
+
+resource "aws_instance" "stack" {
+  ami                    = local.ami_id
+  instance_type          = var.instance_type
+  subnet_id              = aws_subnet.public.id
+  vpc_security_group_ids = [aws_security_group.stack.id]
+  key_name               = aws_key_pair.admin.key_name
+  iam_instance_profile   = aws_iam_instance_profile.stack.name
+  ebs_optimized          = true
+  # checkov:skip=CKV_AWS_126: host metrics go to VictoriaMetrics via node_exporter; paid 1-minute CloudWatch metrics would duplicate them
+  monitoring = false
+
+  # cloud-init only formats and mounts the data volume: that is AWS-specific
+  # (the device is found by its EBS volume id) and must exist before any
+  # database writes. Everything else is Ansible's.
+  user_data = templatefile("${path.module}/templates/cloud-init.yaml.tftpl", {
+    volume_id  = aws_ebs_volume.data.id
+    mount_path = var.data_mount_path
+  })
+
+  metadata_options {
+    http_endpoint               = "enabled"
+    http_tokens                 = "required"
+    http_put_response_hop_limit = 1
+    instance_metadata_tags      = "disabled"
+  }
+
+  root_block_device {
+    volume_type           = "gp3"
+    volume_size           = var.root_volume_size_gb
+    encrypted             = true
+    delete_on_termination = true
+    tags                  = merge(local.tags, { Name = "${var.name}-root" })
+  }
+
+  tags = merge(local.tags, { Name = var.name, SshUser = local.ssh_user })
+
+  lifecycle {
+    # A newer Debian AMI must not replace the VM on a routine apply.
+    ignore_changes = [ami]
+  }
+}
+
+# The databases' data lives here, not on the root volume, so it survives
+# instance replacement; destroying the stack snapshots it first.
+resource "aws_ebs_volume" "data" {
+  # checkov:skip=CKV_AWS_189: encrypted with the account's aws/ebs key; a customer-managed key adds cost and a key policy without protecting more here
+  availability_zone = aws_subnet.public.availability_zone
+  size              = var.data_volume_size_gb
+  type              = "gp3"
+  encrypted         = true
+  final_snapshot    = true
+
+  tags = merge(local.tags, { Name = "${var.name}-data" })
+}
+
+resource "aws_volume_attachment" "data" {
+  device_name = "/dev/sdf"
+  volume_id   = aws_ebs_volume.data.id
+  instance_id = aws_instance.stack.id
+}
+
+resource "aws_eip" "stack" {
+  domain = "vpc"
+
+  tags = merge(local.tags, { Name = var.name })
+
+  depends_on = [aws_internet_gateway.this]
+}
+
+resource "aws_eip_association" "stack" {
+  allocation_id = aws_eip.stack.id
+  instance_id   = aws_instance.stack.id
+}

@@ -1,0 +1,102 @@
+# Bad inputs are rejected at plan time with the variable's own message.
+variables {
+  ami_id         = "ami-03cf127a"
+  admin_cidrs    = ["203.0.113.7/32"]
+  allowed_cidrs  = ["0.0.0.0/0"]
+  ssh_public_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFU6OYgQo2vENSCqxSLBaXk8rx0b1LjC/KBS6CPli5SN test@example"
+}
+
+run "good_inputs_plan" {
+  command = plan
+
+  assert {
+    condition     = aws_instance.stack.metadata_options[0].http_tokens == "required"
+    error_message = "IMDSv2 must be required"
+  }
+  assert {
+    condition     = aws_instance.stack.root_block_device[0].encrypted && aws_ebs_volume.data.encrypted
+    error_message = "volumes must be encrypted"
+  }
+  assert {
+    condition     = !aws_subnet.public.map_public_ip_on_launch
+    error_message = "the subnet must not hand out public IPs; the Elastic IP is the only one"
+  }
+  assert {
+    condition = can(yamldecode(templatefile("${path.module}/templates/cloud-init.yaml.tftpl", {
+      volume_id  = "vol-0123456789abcdef0"
+      mount_path = "/srv/btc-usd-stack"
+    })))
+    error_message = "the cloud-init template does not render to valid YAML"
+  }
+  assert {
+    condition = strcontains(templatefile("${path.module}/templates/cloud-init.yaml.tftpl", {
+      volume_id  = "vol-0123456789abcdef0"
+      mount_path = "/srv/btc-usd-stack"
+    }), "nvme-Amazon_Elastic_Block_Store_vol0123456789abcdef0")
+    error_message = "cloud-init must find the data volume by its EBS id"
+  }
+}
+
+run "ssh_open_to_the_world" {
+  command = plan
+  variables {
+    admin_cidrs = ["0.0.0.0/0"]
+  }
+  expect_failures = [var.admin_cidrs]
+}
+
+run "ssh_open_to_a_huge_range" {
+  command = plan
+  variables {
+    admin_cidrs = ["203.0.113.7/32", "64.0.0.0/2"]
+  }
+  expect_failures = [var.admin_cidrs]
+}
+
+run "empty_admin_cidrs" {
+  command = plan
+  variables {
+    admin_cidrs = []
+  }
+  expect_failures = [var.admin_cidrs]
+}
+
+run "admin_cidr_not_a_cidr" {
+  command = plan
+  variables {
+    admin_cidrs = ["my-laptop"]
+  }
+  expect_failures = [var.admin_cidrs]
+}
+
+run "private_key_instead_of_public" {
+  command = plan
+  variables {
+    ssh_public_key = "-----BEGIN OPENSSH PRIVATE KEY-----"
+  }
+  expect_failures = [var.ssh_public_key]
+}
+
+run "truncated_public_key" {
+  command = plan
+  variables {
+    ssh_public_key = "ssh-ed25519 AAAA"
+  }
+  expect_failures = [var.ssh_public_key]
+}
+
+run "malformed_ami" {
+  command = plan
+  variables {
+    ami_id = "debian-12"
+  }
+  expect_failures = [var.ami_id]
+}
+
+run "malformed_allowed_cidr" {
+  command = plan
+  variables {
+    allowed_cidrs = ["0.0.0.0/33"]
+  }
+  expect_failures = [var.allowed_cidrs]
+}
