@@ -10,7 +10,7 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-USER_AGENT = "btc-usd-stack/1.0 (+https://github.com/btc-usd-stack)"
+USER_AGENT = "btc-usd-stack/1.0"
 MAX_BODY_BYTES = 2 * 1024 * 1024
 
 

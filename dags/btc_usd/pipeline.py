@@ -106,7 +106,7 @@ class Endpoint:
     """Where a source lives; ``api_key`` only for sources that need one."""
 
     base_url: str
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)
 
 
 @dataclass

@@ -49,14 +49,14 @@ class VictoriaMetrics:
         except (urllib.error.URLError, OSError) as exc:
             raise StorageError(f"cannot read from VictoriaMetrics at {self.url}: {exc}") from None
         series: dict[SeriesKey, dict[int, float]] = {}
-        for line in body.splitlines():
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            key = tuple(sorted(row["metric"].items()))
-            points = series.setdefault(key, {})
-            for ts, value in zip(row["timestamps"], row["values"], strict=True):
-                points[ts // 1000] = float(value)
+        try:
+            for line in filter(str.strip, body.splitlines()):
+                row = json.loads(line)
+                points = series.setdefault(tuple(sorted(row["metric"].items())), {})
+                for ts, value in zip(row["timestamps"], row["values"], strict=True):
+                    points[ts // 1000] = float(value)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StorageError(f"VictoriaMetrics export at {self.url} returned an unexpected body: {exc}") from None
         return series
 
     def write(self, samples: Sequence[Sample]) -> int:
