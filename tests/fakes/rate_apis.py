@@ -38,9 +38,11 @@ def candle_open(ts: int) -> float:
 
 
 class FakeRateAPI:
-    """One fake source on a free port of 127.0.0.1."""
+    """One fake source, on a free port of 127.0.0.1 unless told otherwise."""
 
-    def __init__(self, name: str, mode: str = "ok", delay: float = 15.0) -> None:
+    def __init__(
+        self, name: str, mode: str = "ok", delay: float = 15.0, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
         self.name = name
         self.mode = mode
         self.delay = delay
@@ -68,7 +70,7 @@ class FakeRateAPI:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer((host, port), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 

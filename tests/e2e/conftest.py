@@ -1,0 +1,43 @@
+"""One deployment of the whole stack on this machine for every end-to-end test.
+
+The deployment is Molecule's default scenario (molecule/default): this machine
+is the target host, reached over SSH as a non-root sudo user, with the images
+built from Debian packages. It needs root (it installs packages, a user and
+sshd) and a running Docker daemon, which ``make test`` starts.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+from harness.stack import LOGS, AirflowAPI, molecule, secret, tail
+
+
+
+@pytest.fixture(scope="session")
+def stack(figures):
+    """Deploy the stack with Molecule (create + converge); remove it at the end."""
+    if os.geteuid() != 0:
+        pytest.fail("the end-to-end tests provision this machine and must run as root (make test does)")
+    if shutil.which("docker") is None:
+        pytest.fail("docker is not installed: run `make deps` (it installs docker.io and starts dockerd)")
+    keep = os.environ.get("KEEP_STACK") == "1"  # development: reuse a running stack, keep it afterwards
+    if not keep:
+        molecule("destroy", log=LOGS / "destroy-before.log")
+    for step in ("create", "converge"):
+        rc, seconds = molecule(step, log=LOGS / f"{step}.log")
+        if rc != 0:
+            pytest.fail(f"molecule {step} failed (rc={rc}); end of {LOGS / f'{step}.log'}:\n{tail(LOGS / f'{step}.log')}")
+        figures[f"molecule_{step}_s"] = round(seconds, 1)
+    yield
+    if not keep:
+        molecule("destroy", log=LOGS / "destroy.log")
+
+
+@pytest.fixture(scope="session")
+def airflow_api(stack) -> AirflowAPI:
+    api = AirflowAPI("admin", secret("airflow_admin_password"))
+    api.login()
+    return api

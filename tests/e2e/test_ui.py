@@ -1,0 +1,38 @@
+"""A headless Chromium logs into the Airflow UI through the proxy and finds the
+DAG with a successful run. The screenshot is kept in .build/artifacts."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from harness.stack import BASE_URL, REPO, secret
+from playwright.sync_api import sync_playwright
+
+ARTIFACTS = REPO / ".build" / "artifacts"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def page(airflow_api):
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        context = browser.new_context(ignore_https_errors=True, viewport={"width": 1400, "height": 900})
+        yield context.new_page()
+        browser.close()
+
+
+def test_login_and_see_the_dag_with_a_successful_run(page):
+    page.goto(f"{BASE_URL}/airflow/")
+    page.get_by_label("Username").fill("admin")
+    page.get_by_label("Password").fill(secret("airflow_admin_password"))
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url("**/airflow/**")
+    page.goto(f"{BASE_URL}/airflow/dags/btc_usd_exchange_rate/runs")
+    page.get_by_text("e2e-", exact=False).first.wait_for(timeout=60_000)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "airflow-dag-runs.png"), full_page=True)
+    body = page.inner_text("body")
+    assert "btc_usd_exchange_rate" in body
+    assert "success" in body.lower()
+    assert "Sign in" not in body

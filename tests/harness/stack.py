@@ -1,0 +1,129 @@
+"""The deployed stack: Molecule deploys it on this machine, the tests talk to it.
+
+One deployment serves every end-to-end test of a ``make test`` run (the
+``stack`` fixture is session-scoped); the images built from Debian packages
+stay in Docker between runs, so only the first run on a machine builds them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import ssl
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.services import REPO
+
+INFRA_BIN = REPO / ".venv-infra" / "bin"
+DATA = Path("/srv/btc-usd-stack")
+SECRETS = REPO / ".build" / "molecule" / "secrets"
+LOGS = REPO / ".build" / "molecule"
+CA_FILE = DATA / "proxy/data/caddy/pki/authorities/local/root.crt"
+BASE_URL = "https://127.0.0.1"
+NETWORK = "btc-usd-stack"
+LABEL = "org.btc-usd-stack.component"
+
+
+def molecule(command: str, *, log: Path) -> tuple[int, float]:
+    """Run ``molecule COMMAND`` (default scenario); return its exit code and duration."""
+    env = {**os.environ, "PATH": f"{INFRA_BIN}:{os.environ['PATH']}", "ANSIBLE_FORCE_COLOR": "0", "NO_COLOR": "1"}
+    env.pop("VIRTUAL_ENV", None)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    with log.open("w") as out:
+        rc = subprocess.call([str(INFRA_BIN / "molecule"), command], cwd=REPO, env=env, stdout=out, stderr=out)
+    return rc, time.monotonic() - start
+
+
+def tail(path: Path, lines: int = 60) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def docker(*args: str) -> str:
+    return subprocess.run(["docker", *args], check=True, capture_output=True, text=True).stdout
+
+
+def inspect(name: str) -> dict:
+    return json.loads(docker("inspect", name))[0]
+
+
+def container_ip(name: str) -> str:
+    return inspect(name)["NetworkSettings"]["Networks"][NETWORK]["IPAddress"]
+
+
+def stack_containers() -> list[str]:
+    return docker("ps", "-a", "--filter", f"label={LABEL}", "--format", "{{.Names}}").split()
+
+
+def wait_healthy(names: list[str], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        states = {n: inspect(n)["State"].get("Health", {}).get("Status") for n in names}
+        if all(s == "healthy" for s in states.values()):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not healthy after {timeout} s: {states}")
+        time.sleep(2)
+
+
+@dataclass
+class AirflowAPI:
+    """Airflow's REST API through the proxy, authenticated as the admin."""
+
+    username: str
+    password: str
+    context: ssl.SSLContext = field(default_factory=lambda: ssl.create_default_context(cafile=str(CA_FILE)))
+    token: str = ""
+
+    def request(self, method: str, path: str, body: dict | None = None) -> dict:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(f"{BASE_URL}/airflow{path}", data=data, method=method)
+        req.add_header("Content-Type", "application/json")
+        if self.token:
+            req.add_header("Authorization", f"Bearer {self.token}")
+        with urllib.request.urlopen(req, timeout=30, context=self.context) as resp:
+            return json.loads(resp.read() or b"{}")
+
+    def login(self) -> None:
+        self.token = ""
+        self.token = self.request("POST", "/auth/token", {"username": self.username, "password": self.password})[
+            "access_token"
+        ]
+
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            run = self.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id)}")
+            if run["state"] in ("success", "failed"):
+                return run
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"run {run_id} still {run['state']} after {timeout} s")
+            time.sleep(2)
+
+
+def secret(name: str) -> str:
+    return (SECRETS / name).read_text().strip()
+
+
+def vm_export(match: str, start: int, end: int) -> list[dict]:
+    """Points of VictoriaMetrics' /api/v1/export, read from the host over the Docker network."""
+    query = urllib.parse.urlencode({"match[]": match, "start": start, "end": end})
+    url = f"http://{container_ip('victoriametrics')}:8428/api/v1/export?{query}"
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return [json.loads(line) for line in resp.read().decode().splitlines() if line]
+
+
+def is_reachable(url: str) -> bool:
+    try:
+        urllib.request.urlopen(url, timeout=2).close()
+    except urllib.error.HTTPError:
+        return True
+    except OSError:
+        return False
+    return True
