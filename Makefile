@@ -15,17 +15,35 @@ TF := terraform -chdir=terraform
 ifneq ($(wildcard /opt/tf-plugins),)
 export TF_CLI_CONFIG_FILE := $(CURDIR)/terraform/mirror.tfrc
 endif
-# Debian/Ubuntu packages the tests run for real (VictoriaMetrics, MariaDB) and
-# what mysqlclient needs to build.
+# Debian/Ubuntu packages the tests run for real (VictoriaMetrics, MariaDB,
+# Docker, Chromium), what mysqlclient needs to build, and what the end-to-end
+# deployment needs on this machine (debootstrap for the images, sshd and sudo
+# for Molecule's SSH user).
 APT_PACKAGES := python3-venv python3-dev build-essential pkg-config libmariadb-dev \
-	mariadb-server mariadb-client victoria-metrics
+	mariadb-server mariadb-client victoria-metrics \
+	docker.io debootstrap openssh-server sudo chromium python3-requests python3-apt
+ANSIBLE := cd ansible && ../$(INFRA_BIN)/ansible-playbook
+# What `make up` deploys to (this machine) and `make deploy` (the AWS VM).
+LOCAL_INVENTORY := inventories/local
+AWS_INVENTORY := inventories/aws
 
 .PHONY: help
 help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: deps
-deps: deps-apt deps-terraform $(VENV)/.installed $(INFRA)/.installed ## Install what the tests need (Debian packages as root, pinned venvs)
+deps: deps-apt deps-docker deps-terraform $(VENV)/.installed $(INFRA)/.installed ## Install what the tests need (Debian packages as root, Docker running, pinned venvs)
+
+.PHONY: deps-docker
+deps-docker: ## Start the Docker daemon if it is not running (systemd, or dockerd in the background)
+	@if ! docker info >/dev/null 2>&1; then \
+	  if [ -d /run/systemd/system ]; then systemctl start docker; \
+	  else echo "Starting dockerd (no systemd): log in /var/log/dockerd.log"; \
+	    nohup dockerd >/var/log/dockerd.log 2>&1 & \
+	  fi; \
+	  for _ in $$(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done; \
+	  docker info >/dev/null 2>&1 || { echo "The Docker daemon did not start; see /var/log/dockerd.log" >&2; exit 1; }; \
+	fi
 
 .PHONY: deps-terraform
 deps-terraform:
@@ -59,10 +77,14 @@ dev: deps ## Set up the development environment (.venv/bin/airflow and the test 
 
 .PHONY: lint
 lint: $(VENV)/.installed ## Lint Python (ruff, with Airflow's AIR rules) and YAML
-	$(BIN)/ruff check dags tests
-	$(BIN)/ruff format --check dags tests
+	$(BIN)/ruff check dags tests molecule
+	$(BIN)/ruff format --check dags tests molecule
 	$(BIN)/yamllint --strict .
 	terraform fmt -check -recursive terraform
+
+.PHONY: lint-ansible
+lint-ansible: $(INFRA)/.installed ## ansible-lint (production profile) over the playbooks, roles and Molecule
+	$(INFRA_BIN)/ansible-lint --offline --profile production
 
 .PHONY: test-unit
 test-unit: $(VENV)/.installed ## Unit and DAG-integrity tests (no servers)
@@ -76,15 +98,32 @@ test-integration: deps ## Integration tests against real VictoriaMetrics, MariaD
 test-terraform: deps ## Terraform fmt/validate/test, apply/inventory/destroy against moto, checkov
 	$(PYTEST) tests/terraform
 
+.PHONY: test-e2e
+test-e2e: deps ## Deploy the stack on this machine with Molecule (root), verify it and run the end-to-end tests
+	$(PYTEST) tests/e2e
+
 .PHONY: test
-test: deps lint ## Everything: install what is missing, lint, then every test
+test: deps lint lint-ansible ## Everything: install what is missing (root), lint, then every test (deploys on this machine)
 	$(PYTEST) tests
 
+.PHONY: up
+up: $(INFRA)/.installed ## Deploy the stack on this machine (README: Deploy on this machine)
+	$(ANSIBLE) -i $(LOCAL_INVENTORY) site.yml $(ANSIBLE_ARGS)
+
+.PHONY: down
+down: $(INFRA)/.installed ## Remove the stack's containers on this machine; the data stays
+	$(ANSIBLE) -i $(LOCAL_INVENTORY) down.yml $(ANSIBLE_ARGS)
+
+.PHONY: purge
+purge: $(INFRA)/.installed ## Remove the stack's containers AND its data on this machine
+	$(ANSIBLE) -i $(LOCAL_INVENTORY) down.yml -e stack_purge=true $(ANSIBLE_ARGS)
+
 .PHONY: deploy
-deploy: deps-terraform $(INFRA)/.installed ## Create the AWS VM (terraform/terraform.tfvars) and resolve it in Ansible's AWS inventory
+deploy: deps-terraform $(INFRA)/.installed ## Create the AWS VM (terraform/terraform.tfvars), then deploy the stack on it
 	$(TF) init -input=false
 	$(TF) apply
-	$(INFRA_BIN)/ansible-inventory -i ansible/inventories/aws --graph
+	$(INFRA_BIN)/ansible-inventory -i ansible/$(AWS_INVENTORY) --graph
+	$(ANSIBLE) -i $(AWS_INVENTORY) site.yml $(ANSIBLE_ARGS)
 
 .PHONY: destroy
 destroy: deps-terraform ## Destroy the AWS resources (the data volume is snapshotted first)

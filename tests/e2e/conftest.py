@@ -12,13 +12,14 @@ import os
 import shutil
 
 import pytest
-from harness.stack import LOGS, AirflowAPI, molecule, secret, tail
+
+from harness.stack import LOGS, AirflowAPI, molecule, role_seconds, secret, tail
 
 
-
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def stack(figures):
-    """Deploy the stack with Molecule (create + converge); remove it at the end."""
+    """Deploy the stack with Molecule (create + converge); remove it when the
+    end-to-end tests are done, so the rest of the run has the machine to itself."""
     if os.geteuid() != 0:
         pytest.fail("the end-to-end tests provision this machine and must run as root (make test does)")
     if shutil.which("docker") is None:
@@ -29,14 +30,18 @@ def stack(figures):
     for step in ("create", "converge"):
         rc, seconds = molecule(step, log=LOGS / f"{step}.log")
         if rc != 0:
-            pytest.fail(f"molecule {step} failed (rc={rc}); end of {LOGS / f'{step}.log'}:\n{tail(LOGS / f'{step}.log')}")
+            pytest.fail(
+                f"molecule {step} failed (rc={rc}); end of {LOGS / f'{step}.log'}:\n{tail(LOGS / f'{step}.log')}"
+            )
         figures[f"molecule_{step}_s"] = round(seconds, 1)
+    # Building the distro images is part of the first converge on a machine.
+    figures["converge_distro_images_s"] = role_seconds(LOGS / "converge.log").get("distro_images")
     yield
     if not keep:
         molecule("destroy", log=LOGS / "destroy.log")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def airflow_api(stack) -> AirflowAPI:
     api = AirflowAPI("admin", secret("airflow_admin_password"))
     api.login()

@@ -8,6 +8,7 @@ import time
 from datetime import UTC, datetime
 
 import pytest
+
 from fakes.rate_apis import PRICES, FakeRateAPI
 from harness.stack import (
     AirflowAPI,
@@ -30,7 +31,7 @@ OFFSET = {"alphavantage": 0.0, "coinbase": 1.0, "kraken": 2.0, "bitstamp": 3.0}
 @pytest.fixture(scope="module")
 def fakes(stack):
     # On every address: the containers reach the host through its Docker gateway.
-    apis = {name: FakeRateAPI(name, host="0.0.0.0", port=port).start() for name, port in FAKE_PORTS.items()}  # noqa: S104
+    apis = {name: FakeRateAPI(name, host="0.0.0.0", port=port).start() for name, port in FAKE_PORTS.items()}
     yield apis
     for api in apis.values():
         api.stop()

@@ -6,8 +6,9 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from harness.stack import BASE_URL, REPO, secret
 from playwright.sync_api import sync_playwright
+
+from harness.stack import BASE_URL, REPO, secret
 
 ARTIFACTS = REPO / ".build" / "artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

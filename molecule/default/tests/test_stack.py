@@ -110,9 +110,7 @@ def test_unknown_path_is_not_proxied(host):
 def mysql_as_airflow(host, sql: str):
     password = (SECRETS / "airflow_db_password").read_text().strip()
     with host.sudo():
-        return host.run(
-            "docker exec -e MYSQL_PWD=%s mysql mysql -h 127.0.0.1 -u airflow -N -e %s", password, sql
-        )
+        return host.run("docker exec -e MYSQL_PWD=%s mysql mysql -h 127.0.0.1 -u airflow -N -e %s", password, sql)
 
 
 def test_airflow_db_user_owns_its_schema(host):
