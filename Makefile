@@ -21,7 +21,8 @@ endif
 # for Molecule's SSH user).
 APT_PACKAGES := python3-venv python3-dev build-essential pkg-config libmariadb-dev \
 	mariadb-server mariadb-client victoria-metrics \
-	docker.io debootstrap openssh-server sudo chromium python3-requests python3-apt
+	docker.io debootstrap openssh-server sudo chromium python3-requests python3-apt \
+	prometheus prometheus-alertmanager
 ANSIBLE := cd ansible && ../$(INFRA_BIN)/ansible-playbook
 # What `make up` deploys to (this machine) and `make deploy` (the AWS VM).
 LOCAL_INVENTORY := inventories/local
