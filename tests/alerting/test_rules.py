@@ -21,7 +21,9 @@ SEVERITIES = {"critical", "warning", "info"}
 
 def tool(name: str) -> str:
     path = shutil.which(name) or f"/usr/bin/{name}"
-    assert Path(path).exists(), f"{name} is missing: `make deps` installs it (Debian package prometheus / victoria-metrics)"
+    assert Path(path).exists(), (
+        f"{name} is missing: `make deps` installs it (Debian package prometheus / victoria-metrics)"
+    )
     return path
 
 
@@ -54,7 +56,9 @@ def test_vmalert_accepts_the_rules():
 
 @pytest.mark.parametrize("path", TESTS, ids=lambda p: p.name)
 def test_promtool_unit_tests(path):
-    result = subprocess.run([tool("promtool"), "test", "rules", path.name], cwd=path.parent, capture_output=True, text=True)
+    result = subprocess.run(
+        [tool("promtool"), "test", "rules", path.name], cwd=path.parent, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
