@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -12,8 +13,20 @@ import pytest
 DATA = "/srv/btc-usd-stack"
 SECRETS = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"]) / ".build/molecule/secrets"
 CA = f"{DATA}/proxy/data/caddy/pki/authorities/local/root.crt"
-RUNNING = ["mysql", "victoriametrics", "airflow-api-server", "airflow-scheduler", "airflow-dag-processor", "proxy"]
-INTERNAL = {"mysql": 3306, "victoriametrics": 8428, "airflow-api-server": 8080}
+RUNNING = [
+    "mysql",
+    "victoriametrics",
+    "airflow-api-server",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "proxy",
+    "alertmanager",
+    "vmalert",
+    "node-exporter",
+    "mysqld-exporter",
+    "blackbox-exporter",
+]
+INTERNAL = {"mysql": 3306, "victoriametrics": 8428, "airflow-api-server": 8080, "alertmanager": 9093, "vmalert": 8880}
 PROBE_IMAGE = "btc-usd-stack/victoriametrics:1.79"
 
 
@@ -209,3 +222,44 @@ def test_security_updates_and_time_sync(host):
     assert host.package("unattended-upgrades").is_installed
     assert 'Unattended-Upgrade "1"' in host.file("/etc/apt/apt.conf.d/20auto-upgrades").content_string
     assert host.package("chrony").is_installed
+
+
+def query_json(host, container: str, port: int, path: str) -> dict:
+    """GET a JSON API of a stack container from the host, over the Docker network."""
+    ip = inspect(host, container)["NetworkSettings"]["Networks"]["btc-usd-stack"]["IPAddress"]
+    return json.loads(host.check_output(f"curl -fsS 'http://{ip}:{port}{path}'"))
+
+
+def test_every_scrape_target_up(host):
+    # Scraped every 10 s in this scenario; give a fresh deployment a moment.
+    for _ in range(30):
+        result = query_json(host, "victoriametrics", 8428, "/api/v1/query?query=up")["data"]["result"]
+        jobs = {r["metric"]["job"]: r["value"][1] for r in result}
+        if len(jobs) >= 6 and set(jobs.values()) == {"1"}:
+            break
+        time.sleep(2)
+    assert jobs == dict.fromkeys(
+        ["alertmanager", "blackbox", "mysqld", "node", "proxy", "victoriametrics", "vmalert"], "1"
+    )
+
+
+def test_health_probes_succeed(host):
+    result = query_json(host, "victoriametrics", 8428, "/api/v1/query?query=probe_success")["data"]["result"]
+    probes = {r["metric"]["probe"]: r["value"][1] for r in result}
+    assert probes == dict.fromkeys(
+        ["airflow-api", "airflow-scheduler", "airflow-dag-processor", "airflow-metadatabase"], "1"
+    )
+
+
+def test_vmalert_loaded_every_rule(host):
+    groups = query_json(host, "vmalert", 8880, "/api/v1/rules")["data"]["groups"]
+    alerts = [rule["name"] for group in groups for rule in group["rules"]]
+    assert len(alerts) >= 22
+    assert "ExchangeRateStale" in alerts
+    stale = next(r for g in groups for r in g["rules"] if r["name"] == "ExchangeRateStale")
+    assert stale["duration"] == 30  # the scenario's `for:` override
+
+
+def test_alertmanager_config_loaded(host):
+    status = query_json(host, "alertmanager", 9093, "/api/v2/status")
+    assert "oncall@example.test" in status["config"]["original"]

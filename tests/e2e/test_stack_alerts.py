@@ -1,0 +1,102 @@
+"""Alerts that actually arrive: in the deployed stack, vmalert evaluates the
+rules, Alertmanager routes them, and a local webhook and SMTP server receive
+them. The molecule scenario shortens `for:` and the grouping waits."""
+
+from __future__ import annotations
+
+import ssl
+import time
+import urllib.request
+
+import pytest
+
+from fakes.sinks import SMTPSink, WebhookSink
+from harness.stack import BASE_URL, CA_FILE, container_ip, docker, wait_healthy
+
+# molecule/default/molecule.yml points Alertmanager at these ports on the host.
+WEBHOOK_PORT, SMTP_PORT = 18090, 18025
+PAIR = {"base": "BTC", "quote": "E2E"}  # a pair of its own, so the real one is untouched
+
+
+@pytest.fixture(scope="module")
+def sinks(stack):
+    webhook = WebhookSink("0.0.0.0", WEBHOOK_PORT).start()
+    smtp = SMTPSink("0.0.0.0", SMTP_PORT).start()
+    yield webhook, smtp
+    webhook.stop()
+    smtp.stop()
+
+
+def last_success(value: float) -> None:
+    """Write the pipeline's last-success series for PAIR, stamped now."""
+    line = f'exchange_rate_last_success_timestamp_seconds{{base="BTC",quote="E2E"}} {value} {int(time.time() * 1000)}\n'
+    url = f"http://{container_ip('victoriametrics')}:8428/api/v1/import/prometheus"
+    with urllib.request.urlopen(urllib.request.Request(url, data=line.encode(), method="POST"), timeout=10):
+        pass
+
+
+def wait_for(check, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while not (found := check()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not received within {timeout} s")
+        time.sleep(1)
+    return found
+
+
+def test_stale_data_alerts_by_webhook_and_email_then_resolves(sinks, figures):
+    webhook, smtp = sinks
+    # The pipeline's last success for PAIR was 27 minutes ago: the data stopped.
+    stopped = time.monotonic()
+    last_success(time.time() - 1620)
+    firing = wait_for(lambda: webhook.alerts("firing", alertname="ExchangeRateStale", **PAIR), 240, "firing webhook")
+    figures["alert_stale_to_webhook_s"] = round(time.monotonic() - stopped, 1)
+    alert = firing[0]
+    assert alert["labels"]["severity"] == "critical"
+    assert alert["annotations"]["summary"].startswith("No new BTC→E2E rate for")
+    assert alert["annotations"]["runbook_url"] == "https://127.0.0.1/runbooks.md#exchangeratestale"
+
+    mails = wait_for(
+        lambda: [
+            m for m in smtp.messages if "ExchangeRateStale" in str(m["Subject"]) and "FIRING" in str(m["Subject"])
+        ],
+        120,
+        "firing email",
+    )
+    figures["alert_stale_to_email_s"] = round(time.monotonic() - stopped, 1)
+    body = smtp.text(mails[0])
+    assert "BTC→E2E" in body
+    assert "Runbook: https://127.0.0.1/runbooks.md#exchangeratestale" in body
+    assert mails[0]["To"] == "oncall@example.test"
+
+    # Data flows again: a fresh last success.
+    restored = time.monotonic()
+    last_success(time.time())
+    wait_for(lambda: webhook.alerts("resolved", alertname="ExchangeRateStale", **PAIR), 240, "resolved webhook")
+    figures["alert_restore_to_resolved_s"] = round(time.monotonic() - restored, 1)
+    wait_for(
+        lambda: [
+            m for m in smtp.messages if "RESOLVED" in str(m["Subject"]) and "ExchangeRateStale" in str(m["Subject"])
+        ],
+        120,
+        "resolved email",
+    )
+
+
+def test_stopped_target_alerts(sinks, figures):
+    webhook, _ = sinks
+    stopped = time.monotonic()
+    docker("stop", "node-exporter")
+    try:
+        alerts = wait_for(lambda: webhook.alerts("firing", alertname="TargetDown", job="node"), 240, "TargetDown")
+        figures["alert_target_down_s"] = round(time.monotonic() - stopped, 1)
+        assert alerts[0]["labels"]["instance"] == "node-exporter:9100"
+    finally:
+        docker("start", "node-exporter")
+        wait_healthy(["node-exporter"], timeout=60)
+
+
+def test_runbooks_served_by_the_proxy(stack):
+    context = ssl.create_default_context(cafile=str(CA_FILE))
+    with urllib.request.urlopen(f"{BASE_URL}/runbooks.md", context=context, timeout=10) as page:  # noqa: S310 - the proxy
+        assert "### ExchangeRateStale" in page.read().decode()
