@@ -10,10 +10,24 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
+from pathlib import Path
 
 import pytest
 
-from harness.stack import LOGS, AirflowAPI, molecule, role_seconds, secret, tail
+from harness.stack import LOGS, AirflowAPI, memory_mib, molecule, role_seconds, secret, tail
+
+HERE = Path(__file__).parent
+# The tests share one deployment and build on each other's state: the pipeline
+# writes points that the restart, alerting and down/up tests then rely on.
+ORDER = ["test_deploy", "test_rate_pipeline", "test_stack_alerts", "test_down_up", "test_ui"]
+
+
+def pytest_collection_modifyitems(items):
+    slots = [i for i, item in enumerate(items) if item.path.parent == HERE]
+    ordered = sorted((items[i] for i in slots), key=lambda item: ORDER.index(item.path.stem))
+    for i, item in zip(slots, ordered, strict=True):
+        items[i] = item
 
 
 @pytest.fixture(scope="package")
@@ -34,9 +48,14 @@ def stack(figures):
                 f"molecule {step} failed (rc={rc}); end of {LOGS / f'{step}.log'}:\n{tail(LOGS / f'{step}.log')}"
             )
         figures[f"molecule_{step}_s"] = round(seconds, 1)
+    converged = time.monotonic()
     # Building the distro images is part of the first converge on a machine.
     figures["converge_distro_images_s"] = role_seconds(LOGS / "converge.log").get("distro_images")
     yield
+    # What the stack uses after the end-to-end tests ran on it.
+    figures["memory_minutes_after_converge"] = round((time.monotonic() - converged) / 60, 1)
+    figures["memory_mib"] = memory_mib()
+    figures["memory_mib_total"] = round(sum(figures["memory_mib"].values()), 1)
     if not keep:
         molecule("destroy", log=LOGS / "destroy.log")
 

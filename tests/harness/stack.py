@@ -68,6 +68,18 @@ def stack_containers() -> list[str]:
     return docker("ps", "-a", "--filter", f"label={LABEL}", "--format", "{{.Names}}").split()
 
 
+def memory_mib() -> dict[str, float]:
+    """Memory of each stack container now (`docker stats`), in MiB."""
+    out = docker("stats", "--no-stream", "--format", "{{.Name}} {{.MemUsage}}", *stack_containers())
+    units = {"B": 1 / 2**20, "KiB": 1 / 1024, "MiB": 1, "GiB": 1024}
+    usage = {}
+    for line in out.splitlines():
+        name, used = line.split()[0], line.split()[1]
+        number = re.match(r"[0-9.]+", used).group()
+        usage[name] = round(float(number) * units[used[len(number) :]], 1)
+    return usage
+
+
 def wait_healthy(names: list[str], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:

@@ -1,0 +1,1 @@
+"""End-to-end tests against the stack deployed on this machine (one deployment per package)."""

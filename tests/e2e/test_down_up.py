@@ -1,0 +1,36 @@
+"""`make down` removes the containers and keeps the data: after it and a new
+converge, the series and Airflow's run history are all still there."""
+
+from __future__ import annotations
+
+import time
+
+from harness.stack import DATA, LOGS, molecule, stack_containers, tail, vm_export
+
+
+def all_rate_points() -> list[dict]:
+    now = int(time.time())
+    return sorted(
+        vm_export('{__name__=~"exchange_rate.*"}', now - 7 * 86400, now), key=lambda p: sorted(p["metric"].items())
+    )
+
+
+def test_down_keeps_the_data_and_up_restores_the_stack(airflow_api, figures):
+    before = all_rate_points()
+    runs_before = airflow_api.request("GET", "/api/v2/dags/btc_usd_exchange_rate/dagRuns?limit=100")["total_entries"]
+    assert before, "nothing written yet: run the pipeline tests first"
+
+    rc, _ = molecule("side-effect", log=LOGS / "down.log")
+    assert rc == 0, tail(LOGS / "down.log")
+    assert stack_containers() == []
+    assert (DATA / "victoriametrics").is_dir()
+    assert (DATA / "mysql/data").is_dir()
+
+    rc, seconds = molecule("converge", log=LOGS / "up-again.log")
+    assert rc == 0, tail(LOGS / "up-again.log")
+    figures["converge_after_down_s"] = round(seconds, 1)
+    # The scheduler may have added a slot meanwhile; nothing may be lost.
+    assert before <= all_rate_points()
+    airflow_api.login()
+    runs_after = airflow_api.request("GET", "/api/v2/dags/btc_usd_exchange_rate/dagRuns?limit=100")["total_entries"]
+    assert runs_after >= runs_before
