@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from harness.services import REPO
-from harness.stack import INFRA_BIN
+from harness.stack import render
 
 TEMPLATES = REPO / "files/alertmanager/templates"
 
@@ -18,17 +18,7 @@ TEMPLATES = REPO / "files/alertmanager/templates"
 @pytest.fixture(scope="module")
 def config(tmp_path_factory) -> Path:
     dest = tmp_path_factory.mktemp("alertmanager") / "alertmanager.yml"
-    result = subprocess.run(
-        [
-            str(INFRA_BIN / "ansible-playbook"),
-            str(Path(__file__).with_name("render_alertmanager.yml")),
-            "-e",
-            f"dest={dest}",
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, result.stdout[-3000:]
+    render(Path(__file__).with_name("render_alertmanager.yml"), dest)
     # The container mounts the templates at /etc/alertmanager/templates.
     text = dest.read_text().replace("/etc/alertmanager/templates/", f"{TEMPLATES}/")
     dest.write_text(text)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
 import time
 import urllib.parse
 import urllib.request
@@ -16,7 +15,7 @@ import pytest
 import yaml
 
 from harness.services import REPO, VictoriaMetricsServer, wait_until
-from harness.stack import INFRA_BIN
+from harness.stack import render
 
 DASHBOARDS = sorted((REPO / "files/grafana/dashboards").glob("*.json"))
 VARIABLES = {"$base": "BTC", "$quote": "USD"}
@@ -131,17 +130,7 @@ def panel_targets() -> list[tuple[str, str, bool]]:
 @pytest.fixture(scope="module")
 def provisioning(tmp_path_factory) -> Path:
     dest = tmp_path_factory.mktemp("grafana")
-    result = subprocess.run(
-        [
-            str(INFRA_BIN / "ansible-playbook"),
-            str(Path(__file__).with_name("render_grafana.yml")),
-            "-e",
-            f"dest={dest}",
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, result.stdout[-3000:]
+    render(Path(__file__).with_name("render_grafana.yml"), dest)
     return dest
 
 

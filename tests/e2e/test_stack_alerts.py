@@ -11,6 +11,7 @@ import urllib.request
 import pytest
 
 from fakes.sinks import SMTPSink, WebhookSink
+from harness.services import wait_until
 from harness.stack import BASE_URL, CA_FILE, container_ip, docker, wait_healthy
 
 # molecule/default/molecule.yml points Alertmanager at these ports on the host.
@@ -35,28 +36,19 @@ def last_success(value: float) -> None:
         pass
 
 
-def wait_for(check, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not (found := check()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not received within {timeout} s")
-        time.sleep(1)
-    return found
-
-
 def test_stale_data_alerts_by_webhook_and_email_then_resolves(sinks, figures):
     webhook, smtp = sinks
     # The pipeline's last success for PAIR was 27 minutes ago: the data stopped.
     stopped = time.monotonic()
     last_success(time.time() - 1620)
-    firing = wait_for(lambda: webhook.alerts("firing", alertname="ExchangeRateStale", **PAIR), 240, "firing webhook")
+    firing = wait_until(lambda: webhook.alerts("firing", alertname="ExchangeRateStale", **PAIR), 240, "firing webhook")
     figures["alert_stale_to_webhook_s"] = round(time.monotonic() - stopped, 1)
     alert = firing[0]
     assert alert["labels"]["severity"] == "critical"
     assert alert["annotations"]["summary"].startswith("No new BTC→E2E rate for")
     assert alert["annotations"]["runbook_url"] == "https://127.0.0.1/runbooks.md#exchangeratestale"
 
-    mails = wait_for(
+    mails = wait_until(
         lambda: [
             m for m in smtp.messages if "ExchangeRateStale" in str(m["Subject"]) and "FIRING" in str(m["Subject"])
         ],
@@ -72,9 +64,9 @@ def test_stale_data_alerts_by_webhook_and_email_then_resolves(sinks, figures):
     # Data flows again: a fresh last success.
     restored = time.monotonic()
     last_success(time.time())
-    wait_for(lambda: webhook.alerts("resolved", alertname="ExchangeRateStale", **PAIR), 240, "resolved webhook")
+    wait_until(lambda: webhook.alerts("resolved", alertname="ExchangeRateStale", **PAIR), 240, "resolved webhook")
     figures["alert_restore_to_resolved_s"] = round(time.monotonic() - restored, 1)
-    wait_for(
+    wait_until(
         lambda: [
             m for m in smtp.messages if "RESOLVED" in str(m["Subject"]) and "ExchangeRateStale" in str(m["Subject"])
         ],
@@ -88,7 +80,7 @@ def test_stopped_target_alerts(sinks, figures):
     stopped = time.monotonic()
     docker("stop", "node-exporter")
     try:
-        alerts = wait_for(lambda: webhook.alerts("firing", alertname="TargetDown", job="node"), 240, "TargetDown")
+        alerts = wait_until(lambda: webhook.alerts("firing", alertname="TargetDown", job="node"), 240, "TargetDown")
         figures["alert_target_down_s"] = round(time.monotonic() - stopped, 1)
         assert alerts[0]["labels"]["instance"] == "node-exporter:9100"
     finally:

@@ -15,7 +15,26 @@ from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
-class WebhookSink:
+class _Server:
+    """A socketserver run in a daemon thread."""
+
+    server: socketserver.BaseServer
+
+    def _serve(self, server: socketserver.BaseServer) -> None:
+        server.daemon_threads = True  # type: ignore[attr-defined]
+        self.server = server
+        self.thread = threading.Thread(target=server.serve_forever, daemon=True)
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class WebhookSink(_Server):
     """Collects the JSON bodies POSTed to it (Alertmanager's webhook format)."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -33,17 +52,7 @@ class WebhookSink:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer((host, port), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def start(self) -> WebhookSink:
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self._serve(ThreadingHTTPServer((host, port), Handler))
 
     def alerts(self, status: str, **labels: str) -> list[dict]:
         """Alerts of ``status`` received so far whose labels include ``labels``."""
@@ -55,7 +64,7 @@ class WebhookSink:
         ]
 
 
-class SMTPSink:
+class SMTPSink(_Server):
     """Just enough SMTP (RFC 5321, no TLS, no auth) to accept mail and keep it."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -89,17 +98,7 @@ class SMTPSink:
                     else:
                         self.reply("502 Command not implemented")
 
-        self.server = socketserver.ThreadingTCPServer((host, port), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def start(self) -> SMTPSink:
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self._serve(socketserver.ThreadingTCPServer((host, port), Handler))
 
     def subjects(self) -> list[str]:
         return [str(message["Subject"]) for message in self.messages]

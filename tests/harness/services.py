@@ -28,17 +28,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_until(check, timeout: float, what: str) -> None:
+def wait_until(check, timeout: float, what: str, interval: float = 0.2):
+    """Call ``check`` until it returns something truthy, and return that."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            if check():
-                return
+            if found := check():
+                return found
         except OSError:
             pass
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what} not ready after {timeout} s")
-        time.sleep(0.2)
+        time.sleep(interval)
 
 
 def _stop(proc: subprocess.Popen) -> None:

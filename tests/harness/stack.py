@@ -42,6 +42,14 @@ def molecule(command: str, *, log: Path) -> tuple[int, float]:
     return rc, time.monotonic() - start
 
 
+def render(playbook: Path, dest: Path) -> None:
+    """Run a test playbook that renders a role's templates into ``dest``."""
+    result = subprocess.run(
+        [str(INFRA_BIN / "ansible-playbook"), str(playbook), "-e", f"dest={dest}"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+
+
 def role_seconds(log: Path) -> dict[str, float]:
     """Seconds per role from the ROLES RECAP that ansible.posix.profile_roles prints."""
     found = re.findall(r"^(\w+) -+ ([0-9.]+)s$", log.read_text(errors="replace"), flags=re.MULTILINE)
@@ -96,9 +104,9 @@ class AirflowAPI:
     """Airflow's REST API through the proxy, authenticated as the admin."""
 
     username: str
-    password: str
-    context: ssl.SSLContext = field(default_factory=lambda: ssl.create_default_context(cafile=str(CA_FILE)))
-    token: str = ""
+    password: str = field(repr=False)
+    context: ssl.SSLContext = field(default_factory=lambda: ssl.create_default_context(cafile=str(CA_FILE)), repr=False)
+    token: str = field(default="", repr=False)
 
     def request(self, method: str, path: str, body: dict | None = None) -> dict:
         data = None if body is None else json.dumps(body).encode()
