@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import time
 
-from harness.stack import DATA, LOGS, molecule, stack_containers, tail, vm_export
+from harness.stack import DATA, LOGS, molecule, stack_containers, tail, vm_points
 
 
-def all_rate_points() -> list[dict]:
+def all_rate_points() -> set[tuple]:
     now = int(time.time())
-    return sorted(
-        vm_export('{__name__=~"exchange_rate.*"}', now - 7 * 86400, now), key=lambda p: sorted(p["metric"].items())
-    )
+    return vm_points('{__name__=~"exchange_rate.*"}', now - 7 * 86400, now + 600)
 
 
 def test_down_keeps_the_data_and_up_restores_the_stack(airflow_api, figures):
@@ -30,7 +28,8 @@ def test_down_keeps_the_data_and_up_restores_the_stack(airflow_api, figures):
     assert rc == 0, tail(LOGS / "up-again.log")
     figures["converge_after_down_s"] = round(seconds, 1)
     # The scheduler may have added a slot meanwhile; nothing may be lost.
-    assert before <= all_rate_points()
+    after = all_rate_points()
+    assert before <= after, f"points lost: {sorted(before - after)[:5]}"
     airflow_api.login()
     runs_after = airflow_api.request("GET", "/api/v2/dags/btc_usd_exchange_rate/dagRuns?limit=100")["total_entries"]
     assert runs_after >= runs_before

@@ -146,6 +146,15 @@ def vm_export(match: str, start: int, end: int) -> list[dict]:
         return [json.loads(line) for line in resp.read().decode().splitlines() if line]
 
 
+def vm_points(match: str, start: int, end: int) -> set[tuple]:
+    """Every point as (labels, timestamp ms, value): sets compare series point by point."""
+    return {
+        (tuple(sorted(series["metric"].items())), ts, value)
+        for series in vm_export(match, start, end)
+        for ts, value in zip(series["timestamps"], series["values"], strict=True)
+    }
+
+
 def is_reachable(url: str) -> bool:
     try:
         urllib.request.urlopen(url, timeout=2).close()  # noqa: S310 - a container of the stack
