@@ -119,6 +119,14 @@ down: $(INFRA)/.installed ## Remove the stack's containers on this machine; the 
 purge: $(INFRA)/.installed ## Remove the stack's containers AND its data on this machine
 	$(ANSIBLE) -i $(LOCAL_INVENTORY) down.yml -e stack_purge=true $(ANSIBLE_ARGS)
 
+.PHONY: backup
+backup: ## Back up the time series and Airflow's database now (README: Backups and restore)
+	docker exec backup btc-usd-backup now
+
+.PHONY: restore
+restore: $(INFRA)/.installed ## Replace the data with the latest backup (asks to confirm; FROM=s3 for the S3 copy)
+	$(ANSIBLE) -i $(LOCAL_INVENTORY) restore.yml -e backup_restore_from=$(or $(FROM),local) $(ANSIBLE_ARGS)
+
 .PHONY: deploy
 deploy: deps-terraform $(INFRA)/.installed ## Create the AWS VM (terraform/terraform.tfvars), then deploy the stack on it
 	$(TF) init -input=false

@@ -20,7 +20,7 @@ from harness.stack import LOGS, AirflowAPI, memory_mib, molecule, role_seconds, 
 HERE = Path(__file__).parent
 # The tests share one deployment and build on each other's state: the pipeline
 # writes points that the restart, alerting and down/up tests then rely on.
-ORDER = ["test_deploy", "test_rate_pipeline", "test_stack_alerts", "test_down_up", "test_ui"]
+ORDER = ["test_deploy", "test_rate_pipeline", "test_stack_alerts", "test_backup", "test_down_up", "test_ui"]
 
 
 def pytest_collection_modifyitems(items):

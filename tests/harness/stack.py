@@ -31,9 +31,16 @@ NETWORK = "btc-usd-stack"
 LABEL = "org.btc-usd-stack.component"
 
 
-def molecule(command: str, *, log: Path) -> tuple[int, float]:
-    """Run ``molecule COMMAND`` (default scenario); return its exit code and duration."""
-    env = {**os.environ, "PATH": f"{INFRA_BIN}:{os.environ['PATH']}", "ANSIBLE_FORCE_COLOR": "0", "NO_COLOR": "1"}
+def molecule(command: str, *, log: Path, side_effect: str = "down") -> tuple[int, float]:
+    """Run ``molecule COMMAND`` (default scenario); return its exit code and duration.
+    ``side_effect`` names the playbook of ``molecule side-effect`` (ansible/NAME.yml)."""
+    env = {
+        **os.environ,
+        "PATH": f"{INFRA_BIN}:{os.environ['PATH']}",
+        "ANSIBLE_FORCE_COLOR": "0",
+        "NO_COLOR": "1",
+        "MOLECULE_SIDE_EFFECT": side_effect,
+    }
     env.pop("VIRTUAL_ENV", None)
     log.parent.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()

@@ -25,6 +25,7 @@ RUNNING = [
     "node-exporter",
     "mysqld-exporter",
     "blackbox-exporter",
+    "backup",
 ]
 INTERNAL = {"mysql": 3306, "victoriametrics": 8428, "airflow-api-server": 8080, "alertmanager": 9093, "vmalert": 8880}
 PROBE_IMAGE = "btc-usd-stack/victoriametrics:1.79"
@@ -164,6 +165,7 @@ def test_victoriametrics_flags(host):
     [
         (f"{DATA}/airflow/airflow.env", "root"),
         (f"{DATA}/mysql/mysql.env", "root"),
+        (f"{DATA}/backups/backup.env", "root"),
         (f"{DATA}/airflow/config/simple_auth_manager_passwords.json", "50000"),
     ],
 )
@@ -173,6 +175,15 @@ def test_secret_files_are_private(host, path, owner):
         assert f.exists
         assert owner in (f.user, str(f.uid))
         assert f.mode == 0o600
+
+
+def test_backups_are_private_and_taken_at_start(host):
+    with host.sudo():
+        assert host.file(f"{DATA}/backups").mode == 0o700
+        # The first backup runs when the container starts (none was taken yet).
+        assert host.file(f"{DATA}/backups/victoriametrics/latest/backup_complete.ignore").exists
+        assert host.run(f"ls {DATA}/backups/mysql/airflow-*.sql.gz").rc == 0
+        assert host.run("docker exec backup btc-usd-backup check").rc == 0
 
 
 def test_secrets_not_in_container_logs(host):
