@@ -25,9 +25,11 @@ resource "aws_instance" "stack" {
   })
 
   metadata_options {
-    http_endpoint               = "enabled"
-    http_tokens                 = "required"
-    http_put_response_hop_limit = 1
+    http_endpoint = "enabled"
+    http_tokens   = "required"
+    # The backup container reaches the instance profile through the Docker
+    # bridge, one hop more; without the bucket, containers get no credentials.
+    http_put_response_hop_limit = var.backup_bucket_enabled ? 2 : 1
     instance_metadata_tags      = "disabled"
   }
 
@@ -39,7 +41,12 @@ resource "aws_instance" "stack" {
     tags                  = merge(local.tags, { Name = "${var.name}-root" })
   }
 
-  tags = merge(local.tags, { Name = var.name, SshUser = local.ssh_user })
+  # SshUser and BackupBucket are read by the Ansible inventory (ansible/inventories/aws).
+  tags = merge(local.tags, {
+    Name         = var.name
+    SshUser      = local.ssh_user
+    BackupBucket = var.backup_bucket_enabled ? aws_s3_bucket.backup[0].id : ""
+  })
 
   lifecycle {
     # A newer Debian AMI must not replace the VM on a routine apply.

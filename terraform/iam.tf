@@ -10,7 +10,7 @@ data "aws_iam_policy_document" "ec2_assume" {
 
 resource "aws_iam_role" "stack" {
   name               = "${var.name}-instance"
-  description        = "btc-usd-stack VM: SSM Session Manager only"
+  description        = "btc-usd-stack VM: SSM Session Manager and its backup bucket"
   assume_role_policy = data.aws_iam_policy_document.ec2_assume.json
 
   tags = local.tags

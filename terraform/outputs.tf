@@ -42,3 +42,8 @@ output "security_group_id" {
   description = "Security group of the VM (SSH from admin_cidrs, 80/443 from allowed_cidrs)."
   value       = aws_security_group.stack.id
 }
+
+output "backup_bucket" {
+  description = "S3 bucket the backups are copied to (Ansible's backup_s3_bucket; the inventory reads it from the instance tag); null without one."
+  value       = var.backup_bucket_enabled ? aws_s3_bucket.backup[0].id : null
+}

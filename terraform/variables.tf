@@ -129,3 +129,26 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "backup_bucket_enabled" {
+  description = "Create an S3 bucket for the stack's backups (encrypted, versioned, private) and let the VM write to it, and only to it."
+  type        = bool
+  default     = true
+}
+
+variable "backup_noncurrent_days" {
+  description = "Days an overwritten or deleted backup object is kept in the bucket before it expires."
+  type        = number
+  default     = 90
+
+  validation {
+    condition     = var.backup_noncurrent_days >= 1 && floor(var.backup_noncurrent_days) == var.backup_noncurrent_days
+    error_message = "backup_noncurrent_days must be a whole number of days, at least 1."
+  }
+}
+
+variable "backup_bucket_force_destroy" {
+  description = "Let `terraform destroy` delete the backup bucket with the backups in it. Keep false outside tests: the backups should outlive the VM."
+  type        = bool
+  default     = false
+}

@@ -67,8 +67,8 @@ run "read_back" {
     error_message = "outbound rules differ from the design: ${jsonencode(output.egress)}"
   }
   assert {
-    condition     = output.instance.metadata_options[0].http_tokens == "required" && output.instance.metadata_options[0].http_put_response_hop_limit == 1
-    error_message = "IMDSv2 is not required on the instance"
+    condition     = output.instance.metadata_options[0].http_tokens == "required" && output.instance.metadata_options[0].http_put_response_hop_limit == 2
+    error_message = "IMDSv2 is not required on the instance, or its hop limit keeps the backup container from the instance profile"
   }
   assert {
     condition     = output.root_volume.encrypted && output.root_volume.volume_type == "gp3"
@@ -100,5 +100,9 @@ run "read_back" {
   assert {
     condition     = output.instance.tags["SshUser"] == "admin" && output.instance.tags["Name"] == "tftest-stack"
     error_message = "the instance lacks the Name/SshUser tags the Ansible inventory uses"
+  }
+  assert {
+    condition     = startswith(run.apply.backup_bucket, "tftest-stack-backup-") && output.instance.tags["BackupBucket"] == run.apply.backup_bucket
+    error_message = "the backup bucket is missing, or the instance's BackupBucket tag does not name it"
   }
 }

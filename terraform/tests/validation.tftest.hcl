@@ -37,6 +37,33 @@ run "good_inputs_plan" {
   }
 }
 
+run "without_backup_bucket" {
+  command = plan
+
+  variables {
+    backup_bucket_enabled = false
+  }
+
+  assert {
+    condition     = length(aws_s3_bucket.backup) == 0 && length(aws_iam_role_policy.backup) == 0
+    error_message = "backup_bucket_enabled = false must create no bucket and no S3 permission"
+  }
+  assert {
+    condition     = aws_instance.stack.metadata_options[0].http_put_response_hop_limit == 1
+    error_message = "without backups to S3, containers must not reach the instance profile (hop limit 1)"
+  }
+}
+
+run "backup_retention_zero" {
+  command = plan
+
+  variables {
+    backup_noncurrent_days = 0
+  }
+
+  expect_failures = [var.backup_noncurrent_days]
+}
+
 run "ssh_open_to_the_world" {
   command = plan
   variables {

@@ -47,6 +47,44 @@ def plain(value):
     return value.get("__ansible_unsafe", value) if isinstance(value, dict) else value
 
 
+def as_list(value) -> list:
+    return [value] if isinstance(value, str) else value
+
+
+def assert_backup_bucket_is_private_and_the_only_one_the_vm_can_use(aws_env: dict, bucket: str, role: str) -> None:
+    """Read the bucket and the role back from the (emulated) API."""
+    done = subprocess.run(
+        [str(INFRA_BIN / "python"), str(Path(__file__).with_name("read_backup_bucket.py")), bucket, role],
+        env=aws_env | {"AWS_DEFAULT_REGION": aws_env["AWS_REGION"]},  # boto3 reads this one
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    facts = json.loads(done.stdout)
+    assert facts["versioning"] == "Enabled"
+    (encryption,) = facts["encryption"]
+    assert encryption["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
+    assert all(facts["public_access_block"].values()), facts["public_access_block"]
+    (rule,) = facts["lifecycle"]
+    assert rule["Status"] == "Enabled"
+    assert rule["NoncurrentVersionExpiration"]["NoncurrentDays"] == 90
+    assert "Days" not in rule.get("Expiration", {}), "current backups must not expire: vmbackup reuses old parts"
+    (deny,) = facts["policy"]["Statement"]
+    assert deny["Effect"] == "Deny"
+    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+    (policy,) = facts["role_policies"]
+    statements = policy["Statement"]
+    assert {r for s in statements for r in as_list(s["Resource"])} == {
+        f"arn:aws:s3:::{bucket}",
+        f"arn:aws:s3:::{bucket}/*",
+    }
+    actions = {a for s in statements for a in as_list(s["Action"])}
+    assert all(s["Effect"] == "Allow" for s in statements)
+    assert all(a.startswith("s3:") and "*" not in a for a in actions), actions
+
+
 def test_apply_then_inventory_resolves_the_vm_then_destroy(aws_env, tmp_path: Path, figures) -> None:
     state = tmp_path / "terraform.tfstate"
     args = [
@@ -73,6 +111,9 @@ def test_apply_then_inventory_resolves_the_vm_then_destroy(aws_env, tmp_path: Pa
     assert plain(host["ansible_host"]) == outputs["public_ip"]["value"]
     assert plain(host["ansible_user"]) == outputs["ssh_user"]["value"] == "admin"
     assert "inventory-check" in listed["stack_inventory_check"]["hosts"]
+    bucket = outputs["backup_bucket"]["value"]
+    assert plain(host["backup_s3_bucket"]) == bucket
+    assert_backup_bucket_is_private_and_the_only_one_the_vm_can_use(aws_env, bucket, "inventory-check-instance")
 
     began = time.monotonic()
     destroyed = terraform(aws_env, "destroy", *args)
