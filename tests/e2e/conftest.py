@@ -15,12 +15,23 @@ from pathlib import Path
 
 import pytest
 
+from fakes.rate_apis import FakeRateAPI
 from harness.stack import LOGS, AirflowAPI, memory_mib, molecule, role_seconds, secret, tail
 
 HERE = Path(__file__).parent
+# molecule/default/molecule.yml points the sources' connections at these ports.
+FAKE_PORTS = {"alphavantage": 18081, "coinbase": 18082, "kraken": 18083, "bitstamp": 18084}
 # The tests share one deployment and build on each other's state: the pipeline
 # writes points that the restart, alerting and down/up tests then rely on.
-ORDER = ["test_deploy", "test_rate_pipeline", "test_stack_alerts", "test_backup", "test_down_up", "test_ui"]
+ORDER = [
+    "test_deploy",
+    "test_rate_pipeline",
+    "test_stack_alerts",
+    "test_faults",
+    "test_backup",
+    "test_down_up",
+    "test_ui",
+]
 
 
 def pytest_collection_modifyitems(items):
@@ -58,6 +69,15 @@ def stack(figures):
     figures["memory_mib_total"] = round(sum(figures["memory_mib"].values()), 1)
     if not keep:
         molecule("destroy", log=LOGS / "destroy.log")
+
+
+@pytest.fixture(scope="package")
+def fakes(stack) -> dict[str, FakeRateAPI]:
+    """The rate APIs, on every address: the containers reach the host through its Docker gateway."""
+    apis = {name: FakeRateAPI(name, host="0.0.0.0", port=port).start() for name, port in FAKE_PORTS.items()}
+    yield apis
+    for api in apis.values():
+        api.stop()
 
 
 @pytest.fixture(scope="package")

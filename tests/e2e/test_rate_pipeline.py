@@ -5,60 +5,30 @@ every container."""
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 
 import pytest
 
-from fakes.rate_apis import PRICES, FakeRateAPI
+from fakes.rate_apis import PRICES
 from harness.stack import (
-    AirflowAPI,
+    RATE_DAG,
     container_ip,
     docker,
+    free_slots,
     is_reachable,
+    rate_points,
     stack_containers,
-    vm_export,
+    trigger,
     wait_healthy,
 )
 
-DAG = "btc_usd_exchange_rate"
-# molecule/default/molecule.yml points the sources' connections at these ports.
-FAKE_PORTS = {"alphavantage": 18081, "coinbase": 18082, "kraken": 18083, "bitstamp": 18084}
-SLOT = 600
+DAG = RATE_DAG
 # Each fake quotes BTC/USD with its own offset, so the point tells its source.
 OFFSET = {"alphavantage": 0.0, "coinbase": 1.0, "kraken": 2.0, "bitstamp": 3.0}
 
 
 @pytest.fixture(scope="module")
-def fakes(stack):
-    # On every address: the containers reach the host through its Docker gateway.
-    apis = {name: FakeRateAPI(name, host="0.0.0.0", port=port).start() for name, port in FAKE_PORTS.items()}
-    yield apis
-    for api in apis.values():
-        api.stop()
-
-
-@pytest.fixture(scope="module")
 def slots(airflow_api) -> list[int]:
-    """Two past slots with no run yet (Airflow allows one run per logical date),
-    within the lateness the scenario allows (2 h)."""
-    runs = airflow_api.request("GET", f"/api/v2/dags/{DAG}/dagRuns?limit=100")["dag_runs"]
-    taken = {int(datetime.fromisoformat(run["logical_date"]).timestamp()) for run in runs if run["logical_date"]}
-    now = int(time.time()) // SLOT * SLOT
-    free = [slot for slot in range(now - 10 * SLOT, now, SLOT) if slot not in taken]
-    assert len(free) >= 2, f"no two free slots in the last 100 minutes: {sorted(taken)}"
-    return free[-2:]
-
-
-def trigger(api: AirflowAPI, slot: int) -> str:
-    """Trigger a run for ``slot``; return its run id."""
-    run_id = f"e2e-{slot}-{time.time_ns()}"
-    logical = datetime.fromtimestamp(slot, UTC).isoformat()
-    api.request("POST", f"/api/v2/dags/{DAG}/dagRuns", {"dag_run_id": run_id, "logical_date": logical})
-    return run_id
-
-
-def rate_points(slot: int) -> list[dict]:
-    return vm_export('exchange_rate{base="BTC",quote="USD"}', slot - 1, slot + 1)
+    return free_slots(airflow_api, 2)
 
 
 def test_triggered_run_writes_the_point(airflow_api, fakes, slots, figures):

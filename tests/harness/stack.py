@@ -17,6 +17,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from harness.services import REPO
@@ -139,6 +140,47 @@ class AirflowAPI:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"run {run_id} still {run['state']} after {timeout} s")
             time.sleep(2)
+
+
+RATE_DAG = "btc_usd_exchange_rate"
+SLOT = 600
+RATE_SERIES = 'exchange_rate{base="BTC",quote="USD"}'
+
+
+def free_slots(api: AirflowAPI, count: int) -> list[int]:
+    """The latest ``count`` past slots with no run (Airflow allows one run per
+    logical date) and no point yet, within the lateness the scenario allows (2 h)."""
+    runs = api.request("GET", f"/api/v2/dags/{RATE_DAG}/dagRuns?limit=100")["dag_runs"]
+    taken = {int(datetime.fromisoformat(run["logical_date"]).timestamp()) for run in runs if run["logical_date"]}
+    now = int(time.time()) // SLOT * SLOT
+    stored = {ts // 1000 for series in vm_export(RATE_SERIES, now - 11 * SLOT, now) for ts in series["timestamps"]}
+    free = [slot for slot in range(now - 11 * SLOT, now, SLOT) if slot not in taken | stored]
+    assert len(free) >= count, f"not {count} free slots in the last 110 minutes: {sorted(taken)}"
+    return free[-count:]
+
+
+def quiet_window(api: AirflowAPI, seconds: float) -> None:
+    """Wait until no run of the rate DAG is active and the scheduler's next slot is at
+    least ``seconds`` away (and the last one 30 s past), so a scheduled run cannot
+    take the one active run (max_active_runs=1) during a test."""
+    while True:
+        since = time.time() % SLOT
+        runs = api.request("GET", f"/api/v2/dags/{RATE_DAG}/dagRuns?limit=20&order_by=-run_after")["dag_runs"]
+        if not any(run["state"] in ("queued", "running") for run in runs) and 30 < since < SLOT - seconds:
+            return
+        time.sleep(5)
+
+
+def trigger(api: AirflowAPI, slot: int, dag_id: str = RATE_DAG) -> str:
+    """Trigger a run for ``slot``; return its run id."""
+    run_id = f"e2e-{slot}-{time.time_ns()}"
+    logical = datetime.fromtimestamp(slot, UTC).isoformat()
+    api.request("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"dag_run_id": run_id, "logical_date": logical})
+    return run_id
+
+
+def rate_points(slot: int) -> list[dict]:
+    return vm_export(RATE_SERIES, slot - 1, slot + 1)
 
 
 def secret(name: str) -> str:

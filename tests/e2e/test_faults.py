@@ -1,0 +1,113 @@
+"""Fault injection in the deployed stack: each fault is caused for real and the
+outcome is asserted: the slot filled exactly once, Airflow back without help,
+nothing bogus written while the sources are down."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from fakes.rate_apis import FakeRateAPI
+from harness.services import wait_until
+from harness.stack import (
+    RATE_DAG,
+    AirflowAPI,
+    docker,
+    free_slots,
+    inspect,
+    quiet_window,
+    rate_points,
+    trigger,
+    wait_healthy,
+)
+
+AIRFLOW = ["airflow-api-server", "airflow-scheduler", "airflow-dag-processor"]
+
+
+@pytest.fixture(scope="module")
+def slots(airflow_api, fakes) -> list[int]:
+    return free_slots(airflow_api, 3)
+
+
+def record_tries(api: AirflowAPI, run_id: str) -> list[dict]:
+    """Every try of the run's record task (one pair: map index 0)."""
+    path = f"/api/v2/dags/{RATE_DAG}/dagRuns/{run_id}/taskInstances/record/0/tries"
+    return api.request("GET", path)["task_instances"]
+
+
+def test_victoriametrics_killed_during_a_run_retry_fills_the_slot_once(airflow_api, slots, figures):
+    slot = slots[0]
+    quiet_window(airflow_api, 200)
+    # Frozen, VictoriaMetrics accepts the Graphite connection but never stores
+    # the line, so the run's read-back fails; then its process is killed -9.
+    docker("pause", "victoriametrics")
+    started = time.monotonic()
+    run_id = trigger(airflow_api, slot)
+    try:
+        wait_until(
+            lambda: any(t["state"] in ("up_for_retry", "failed") for t in record_tries(airflow_api, run_id)),
+            120,
+            "the first try to fail against the frozen VictoriaMetrics",
+            interval=1,
+        )
+        os.kill(inspect("victoriametrics")["State"]["Pid"], signal.SIGKILL)
+    finally:
+        docker("unpause", "victoriametrics")
+    # The restart policy brings it back, the retry writes and verifies the point.
+    wait_healthy(["victoriametrics"], timeout=120)
+    run = airflow_api.wait_for_run(RATE_DAG, run_id, timeout=300)
+    figures["fault_vm_killed_to_slot_filled_s"] = round(time.monotonic() - started, 1)
+    assert run["state"] == "success"
+    assert inspect("victoriametrics")["RestartCount"] >= 1, "VictoriaMetrics was not killed and restarted"
+    assert len(record_tries(airflow_api, run_id)) >= 2, "the slot was filled without a retry"
+    points = rate_points(slot)
+    assert [p["timestamps"] for p in points] == [[slot * 1000]], points
+
+
+def test_mysql_restart_airflow_recovers_by_itself(airflow_api, slots, figures):
+    quiet_window(airflow_api, 150)
+    started = time.monotonic()
+    docker("restart", "mysql")
+    wait_healthy(["mysql", *AIRFLOW], timeout=300)
+    figures["fault_mysql_restart_to_airflow_healthy_s"] = round(time.monotonic() - started, 1)
+
+    def healthy() -> dict:
+        health = airflow_api.request("GET", "/api/v2/monitor/health")
+        parts = ("metadatabase", "scheduler", "dag_processor")  # no triggerer is deployed
+        return health if all(health[part]["status"] == "healthy" for part in parts) else {}
+
+    wait_until(healthy, 180, "Airflow's health endpoint to report every part healthy", interval=2)
+    airflow_api.login()
+    run = airflow_api.wait_for_run(RATE_DAG, trigger(airflow_api, slots[1]), timeout=300)
+    assert run["state"] == "success"
+    assert [p["timestamps"] for p in rate_points(slots[1])] == [[slots[1] * 1000]]
+
+
+def test_sources_unreachable_nothing_is_written_then_the_slot_fills(airflow_api, fakes, slots, figures):
+    slot = slots[2]
+    quiet_window(airflow_api, 120)
+    ports = {name: api.port for name, api in fakes.items()}
+    for api in fakes.values():
+        api.stop()
+    try:
+        run_id = trigger(airflow_api, slot)
+        failed = wait_until(
+            lambda: [t for t in record_tries(airflow_api, run_id) if t["state"] in ("up_for_retry", "failed")],
+            120,
+            "a try to fail while every source is unreachable",
+            interval=1,
+        )
+        assert failed[0]["try_number"] == 1
+        assert rate_points(slot) == [], "a point was written with every source down"
+    finally:
+        # The sources come back on the same ports.
+        for name, port in ports.items():
+            fakes[name] = FakeRateAPI(name, host="0.0.0.0", port=port).start()
+    started = time.monotonic()
+    run = airflow_api.wait_for_run(RATE_DAG, run_id, timeout=300)
+    figures["fault_sources_back_to_slot_filled_s"] = round(time.monotonic() - started, 1)
+    assert run["state"] == "success"
+    assert [p["timestamps"] for p in rate_points(slot)] == [[slot * 1000]]
