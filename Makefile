@@ -78,8 +78,8 @@ dev: deps ## Set up the development environment (.venv/bin/airflow and the test 
 
 .PHONY: lint
 lint: $(VENV)/.installed ## Lint Python (ruff, with Airflow's AIR rules) and YAML
-	$(BIN)/ruff check dags tests molecule
-	$(BIN)/ruff format --check dags tests molecule
+	$(BIN)/ruff check dags tests molecule bench
+	$(BIN)/ruff format --check dags tests molecule bench
 	$(BIN)/yamllint --strict .
 	terraform fmt -check -recursive terraform
 
@@ -106,6 +106,10 @@ test-e2e: deps ## Deploy the stack on this machine with Molecule (root), verify 
 .PHONY: test
 test: deps lint lint-ansible ## Everything: install what is missing (root), lint, then every test (deploys on this machine)
 	$(PYTEST) tests
+
+.PHONY: bench
+bench: $(VENV)/.installed $(INFRA)/.installed ## Measure the deployed stack (memory, freshness, parse, converge, backfill, query); writes bench/results.json
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 .PHONY: up
 up: $(INFRA)/.installed ## Deploy the stack on this machine (README: Deploy on this machine)

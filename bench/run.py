@@ -1,0 +1,192 @@
+"""make bench: measure the deployed stack on this machine and write bench/results.json.
+
+Figures are medians over repeated measurements. The stack must be up (`make up`,
+or the tests' deployment kept with KEEP_STACK=1). With --fakes the rate sources
+are the test fakes on ports 18081-18084 (the Molecule deployment points there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO / "tests"), str(REPO / "dags")]
+
+from btc_usd.backfill import backfill_pair  # noqa: E402
+from btc_usd.model import Pair  # noqa: E402
+from btc_usd.victoriametrics import VictoriaMetrics  # noqa: E402
+from fakes.rate_apis import FakeRateAPI  # noqa: E402
+from harness import stack  # noqa: E402
+from harness.services import VictoriaMetricsServer  # noqa: E402
+
+RESULTS = REPO / "bench" / "results.json"
+FAKE_PORTS = {"alphavantage": 18081, "coinbase": 18082, "kraken": 18083, "bitstamp": 18084}
+MAIN_PANEL = 'exchange_rate{base="BTC",quote="USD"}'  # btc-usd.json, "by source, with bid and ask"
+
+
+def median(values: list[float]) -> float:
+    return round(statistics.median(values), 3)
+
+
+def p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(0.95 * len(ordered) + 0.5) - 1)], 3) if ordered else 0.0
+
+
+def memory(samples: int, pause: float) -> tuple[float, dict[str, float]]:
+    """Median total and per-container memory over ``samples`` `docker stats` readings."""
+    readings = []
+    for i in range(samples):
+        readings.append(stack.memory_mib())
+        if i < samples - 1:
+            time.sleep(pause)
+    names = sorted(set().union(*readings))
+    per = {name: median([r.get(name, 0.0) for r in readings]) for name in names}
+    return median([sum(r.values()) for r in readings]), per
+
+
+def freshness(api: stack.AirflowAPI, slots: int) -> dict[str, object]:
+    """For the next ``slots`` scheduled slots: seconds from the slot until its point
+    is visible in VictoriaMetrics; memory while the run is on; the run's task durations."""
+    api.request("PATCH", f"/api/v2/dags/{stack.RATE_DAG}", {"is_paused": False})
+    delays, during, tasks = [], [], {}
+    for _ in range(slots):
+        slot = (int(time.time()) // stack.SLOT + 1) * stack.SLOT
+        print(f"  waiting for the slot at {datetime.fromtimestamp(slot, UTC):%H:%M} ...", flush=True)
+        time.sleep(max(0.0, slot - time.time()))
+        sampled = False
+        while not stack.rate_points(slot):
+            if not sampled and time.time() > slot + 1:
+                during.append(sum(stack.memory_mib().values()))
+                sampled = True
+            if time.time() > slot + 300:
+                raise TimeoutError(f"no point for the slot {slot} after 300 s: is the DAG running?")
+            time.sleep(0.25)
+        delays.append(time.time() - slot)
+        api.login()
+        run_id = f"scheduled__{datetime.fromtimestamp(slot, UTC).isoformat()}"
+        run = api.wait_for_run(stack.RATE_DAG, run_id, timeout=300)
+        found = api.request("GET", f"/api/v2/dags/{stack.RATE_DAG}/dagRuns/{urllib.parse.quote(run_id)}/taskInstances")
+        for ti in found["task_instances"]:
+            tasks.setdefault(ti["task_id"], []).append(ti["duration"] or 0.0)
+        print(f"  slot visible after {delays[-1]:.1f} s (run {run['state']})", flush=True)
+    return {
+        "freshness_p50_s": median(delays),
+        "freshness_p95_s": p95(delays),
+        "freshness_samples_s": [round(d, 2) for d in delays],
+        "stack_run_memory_mib": median(during) if during else None,
+        "task_duration_s": {task: median(values) for task, values in tasks.items()},
+    }
+
+
+def dag_parse() -> float:
+    """The dag-processor's own measure of the rate DAG file, median of 7 parses."""
+    code = (
+        "import statistics; from airflow.models.dagbag import DagBag; d=[]\n"
+        "for _ in range(7):\n"
+        "    d += [s.duration.total_seconds() for s in DagBag(dag_folder='dags').dagbag_stats"
+        " if s.file.endswith('btc_usd_exchange_rate.py')]\n"
+        "print(statistics.median(d))"
+    )
+    env = {**os.environ, "AIRFLOW_HOME": tempfile.mkdtemp(), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
+    done = subprocess.run(  # noqa: S603 - our own interpreter and code
+        [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, check=True
+    )
+    return round(float(done.stdout.split()[-1]), 4)
+
+
+def converge(how: str) -> float:
+    if how == "molecule":
+        rc, seconds = stack.molecule("converge", log=stack.LOGS / "bench-converge.log")
+    else:
+        began = time.monotonic()
+        rc = subprocess.call(["make", "up"], cwd=REPO, stdout=subprocess.DEVNULL)  # noqa: S607 - make from PATH
+        seconds = time.monotonic() - began
+    if rc != 0:
+        raise RuntimeError(f"converge ({how}) failed with exit code {rc}")
+    return round(seconds, 1)
+
+
+def backfill_and_query(tmp: Path) -> dict[str, float]:
+    """30 days of 10-minute history into a throwaway VictoriaMetrics, then the main
+    panel's query over those 30 days (Grafana's step for ~1500 px: 30 min)."""
+    server = VictoriaMetricsServer(tmp / "vm").start()
+    bitstamp = FakeRateAPI("bitstamp", delay=0).start()
+    try:
+        vm = VictoriaMetrics(server.url, graphite_port=server.graphite_port)
+        end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+        began = time.monotonic()
+        report = backfill_pair(Pair("BTC", "USD"), end - timedelta(days=30), end, base_url=bitstamp.url, vm=vm)
+        rate = report.written / (time.monotonic() - began)
+        query = urllib.parse.urlencode(
+            {"query": MAIN_PANEL, "start": int(end.timestamp()) - 30 * 86400, "end": int(end.timestamp()), "step": 1800}
+        )
+        latencies = []
+        for _ in range(20):
+            began = time.monotonic()
+            url = f"{server.url}/api/v1/query_range?{query}"
+            with urllib.request.urlopen(url, timeout=10) as reply:  # noqa: S310 - our own loopback server
+                body = json.load(reply)
+            latencies.append(time.monotonic() - began)
+        assert body["data"]["result"], "the main panel's query returned nothing"
+        return {"backfill_points_per_s": round(rate, 1), "query_30d_main_panel_ms": round(median(latencies) * 1000, 2)}
+    finally:
+        bitstamp.stop()
+        server.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--slots", type=int, default=int(os.environ.get("BENCH_SLOTS", "3")))
+    parser.add_argument("--fakes", action="store_true", help="serve the fake rate APIs on 18081-18084")
+    parser.add_argument("--converge", choices=["molecule", "local"], default=None)
+    args = parser.parse_args()
+    how = args.converge or ("molecule" if stack.SECRETS.is_dir() else "local")
+    if how == "local":
+        stack.SECRETS = Path.home() / ".config/btc-usd-stack/localhost"
+
+    results: dict[str, object] = {"measured_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    print("converge (idempotent) ...", flush=True)
+    results["converge_idempotent_s"] = median([converge(how) for _ in range(2)])
+    print("idle memory (5 readings, 10 s apart) ...", flush=True)
+    results["stack_idle_memory_mib"], results["container_idle_memory_mib"] = memory(5, 10)
+    print("DAG parse ...", flush=True)
+    results["dag_parse_s"] = dag_parse()
+    print("backfill and the 30-day query ...", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        results |= backfill_and_query(Path(tmp))
+    # On every address: the containers reach the host through its Docker gateway.
+    everywhere = "0.0.0.0"  # noqa: S104
+    fakes = (
+        [FakeRateAPI(n, host=everywhere, port=p, delay=0).start() for n, p in FAKE_PORTS.items()] if args.fakes else []
+    )
+    try:
+        api = stack.AirflowAPI("admin", stack.secret("airflow_admin_password"))
+        api.login()
+        print(f"freshness over {args.slots} scheduled slots ...", flush=True)
+        results |= freshness(api, args.slots)
+    finally:
+        for fake in fakes:
+            fake.stop()
+
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    width = max(len(k) for k in results)
+    print()
+    for key, value in results.items():
+        print(f"{key:<{width}}  {value}")
+    print(f"\nwritten to {RESULTS.relative_to(REPO)}")
+
+
+if __name__ == "__main__":
+    main()
