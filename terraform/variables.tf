@@ -59,9 +59,9 @@ variable "ssh_public_key" {
 }
 
 variable "instance_type" {
-  description = "EC2 instance type. t3.medium (2 vCPU, 4 GiB) leaves headroom for MySQL, Airflow, VictoriaMetrics and Grafana together."
+  description = "EC2 instance type. t3.small (2 vCPU, 2 GiB): the stack idles at about 1.2 GiB without Grafana (make bench); choose t3.medium for more headroom."
   type        = string
-  default     = "t3.medium"
+  default     = "t3.small"
 
   validation {
     condition     = can(regex("^[a-z][a-z0-9-]*\\.[a-z0-9]+$", var.instance_type))

@@ -4,23 +4,32 @@ nothing bogus written while the sources are down."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
+import subprocess
 import time
+import urllib.request
+from pathlib import Path
 
 import pytest
 
 from fakes.rate_apis import FakeRateAPI
 from harness.services import wait_until
 from harness.stack import (
+    DATA,
     RATE_DAG,
+    RATE_SERIES,
     AirflowAPI,
+    container_ip,
     docker,
     free_slots,
     inspect,
     quiet_window,
     rate_points,
     trigger,
+    vm_points,
     wait_healthy,
 )
 
@@ -29,13 +38,24 @@ AIRFLOW = ["airflow-api-server", "airflow-scheduler", "airflow-dag-processor"]
 
 @pytest.fixture(scope="module")
 def slots(airflow_api, fakes) -> list[int]:
-    return free_slots(airflow_api, 3)
+    return free_slots(airflow_api, 4)
 
 
 def record_tries(api: AirflowAPI, run_id: str) -> list[dict]:
     """Every try of the run's record task (one pair: map index 0)."""
     path = f"/api/v2/dags/{RATE_DAG}/dagRuns/{run_id}/taskInstances/record/0/tries"
     return api.request("GET", path)["task_instances"]
+
+
+def first_failed_try(api: AirflowAPI, run_id: str, while_: str) -> dict:
+    """Wait for the record task's first failed try (up for retry) and return it."""
+    failed = wait_until(
+        lambda: [t for t in record_tries(api, run_id) if t["state"] in ("up_for_retry", "failed")],
+        120,
+        f"a try to fail while {while_}",
+        interval=1,
+    )
+    return failed[0]
 
 
 def test_victoriametrics_killed_during_a_run_retry_fills_the_slot_once(airflow_api, slots, figures):
@@ -47,12 +67,7 @@ def test_victoriametrics_killed_during_a_run_retry_fills_the_slot_once(airflow_a
     started = time.monotonic()
     run_id = trigger(airflow_api, slot)
     try:
-        wait_until(
-            lambda: any(t["state"] in ("up_for_retry", "failed") for t in record_tries(airflow_api, run_id)),
-            120,
-            "the first try to fail against the frozen VictoriaMetrics",
-            interval=1,
-        )
+        first_failed_try(airflow_api, run_id, "VictoriaMetrics is frozen")
         os.kill(inspect("victoriametrics")["State"]["Pid"], signal.SIGKILL)
     finally:
         docker("unpause", "victoriametrics")
@@ -94,13 +109,7 @@ def test_sources_unreachable_nothing_is_written_then_the_slot_fills(airflow_api,
         api.stop()
     try:
         run_id = trigger(airflow_api, slot)
-        failed = wait_until(
-            lambda: [t for t in record_tries(airflow_api, run_id) if t["state"] in ("up_for_retry", "failed")],
-            120,
-            "a try to fail while every source is unreachable",
-            interval=1,
-        )
-        assert failed[0]["try_number"] == 1
+        assert first_failed_try(airflow_api, run_id, "every source is unreachable")["try_number"] == 1
         assert rate_points(slot) == [], "a point was written with every source down"
     finally:
         # The sources come back on the same ports.
@@ -111,3 +120,62 @@ def test_sources_unreachable_nothing_is_written_then_the_slot_fills(airflow_api,
     figures["fault_sources_back_to_slot_filled_s"] = round(time.monotonic() - started, 1)
     assert run["state"] == "success"
     assert [p["timestamps"] for p in rate_points(slot)] == [[slot * 1000]]
+
+
+@pytest.fixture
+def small_vm_disk(tmp_path):
+    """VictoriaMetrics' data directory moved onto a 128 MiB filesystem, and back afterwards."""
+    data, image, saved = DATA / "victoriametrics", tmp_path / "disk.img", tmp_path / "saved"
+
+    def move(src: Path, dst: Path) -> None:
+        subprocess.run(["cp", "-a", f"{src}/.", str(dst)], check=True)
+        for child in src.iterdir():
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+
+    docker("stop", "victoriametrics")
+    saved.mkdir()
+    move(data, saved)
+    subprocess.run(["truncate", "-s", "128M", str(image)], check=True)
+    subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True)
+    subprocess.run(["mount", "-o", "loop", str(image), str(data)], check=True)
+    try:
+        move(saved, data)
+        docker("start", "victoriametrics")
+        wait_healthy(["victoriametrics"], timeout=120)
+        yield data
+    finally:
+        docker("stop", "victoriametrics")
+        move(data, saved)
+        subprocess.run(["umount", str(data)], check=True)
+        move(saved, data)
+        docker("start", "victoriametrics")
+        wait_healthy(["victoriametrics"], timeout=120)
+
+
+def vmalert_states(alertname: str) -> set[str]:
+    with urllib.request.urlopen(f"http://{container_ip('vmalert')}:8880/api/v1/alerts", timeout=10) as reply:
+        alerts = json.load(reply)["data"]["alerts"]
+    return {alert["state"] for alert in alerts if alert["name"] == alertname}
+
+
+def test_disk_full_refuses_cleanly_alerts_and_recovers(airflow_api, slots, small_vm_disk, figures):
+    before = vm_points(RATE_SERIES, int(time.time()) - 7 * 86400, int(time.time()))
+    slot = slots[3]
+    quiet_window(airflow_api, 200)
+    filler = small_vm_disk / "filler"
+    free = shutil.disk_usage(small_vm_disk).free
+    subprocess.run(["fallocate", "-l", str(free - 4 * 2**20), str(filler)], check=True)
+    try:
+        run_id = trigger(airflow_api, slot)
+        assert first_failed_try(airflow_api, run_id, "VictoriaMetrics' disk is full")["try_number"] == 1
+        assert rate_points(slot) == [], "a point was stored on a full disk"
+        # The alert's `for` is 10 minutes; it must at least be pending.
+        wait_until(lambda: vmalert_states("VictoriaMetricsDiskLow"), 120, "VictoriaMetricsDiskLow pending", interval=2)
+    finally:
+        filler.unlink()
+    started = time.monotonic()
+    run = airflow_api.wait_for_run(RATE_DAG, run_id, timeout=300)
+    figures["fault_disk_freed_to_slot_filled_s"] = round(time.monotonic() - started, 1)
+    assert run["state"] == "success"
+    assert [p["timestamps"] for p in rate_points(slot)] == [[slot * 1000]]
+    assert before <= vm_points(RATE_SERIES, int(time.time()) - 7 * 86400, int(time.time())), "points were lost"
