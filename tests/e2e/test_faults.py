@@ -9,8 +9,10 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -49,13 +51,13 @@ def record_tries(api: AirflowAPI, run_id: str) -> list[dict]:
 
 def first_failed_try(api: AirflowAPI, run_id: str, while_: str) -> dict:
     """Wait for the record task's first failed try (up for retry) and return it."""
-    failed = wait_until(
-        lambda: [t for t in record_tries(api, run_id) if t["state"] in ("up_for_retry", "failed")],
-        120,
-        f"a try to fail while {while_}",
-        interval=1,
-    )
-    return failed[0]
+
+    def failed() -> list[dict]:
+        tries = record_tries(api, run_id)
+        assert not [t for t in tries if t["state"] == "success"], f"the record task succeeded while {while_}"
+        return [t for t in tries if t["state"] in ("up_for_retry", "failed")]
+
+    return wait_until(failed, 120, f"a try to fail while {while_}", interval=1)[0]
 
 
 def test_victoriametrics_killed_during_a_run_retry_fills_the_slot_once(airflow_api, slots, figures):
@@ -128,9 +130,10 @@ def small_vm_disk(tmp_path):
     data, image, saved = DATA / "victoriametrics", tmp_path / "disk.img", tmp_path / "saved"
 
     def move(src: Path, dst: Path) -> None:
-        subprocess.run(["cp", "-a", f"{src}/.", str(dst)], check=True)
         for child in src.iterdir():
-            shutil.rmtree(child) if child.is_dir() else child.unlink()
+            if child.name != "lost+found":  # ext4's own
+                subprocess.run(["cp", "-a", str(child), str(dst)], check=True)
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
 
     docker("stop", "victoriametrics")
     saved.mkdir()
@@ -152,6 +155,39 @@ def small_vm_disk(tmp_path):
         wait_healthy(["victoriametrics"], timeout=120)
 
 
+@contextmanager
+def kept_full(path: Path):
+    """Leave 4 MiB free on ``path``'s filesystem (VictoriaMetrics turns read-only below
+    10 MB) and keep it so while VictoriaMetrics' merges free space; empty it afterwards."""
+    stop, fillers = threading.Event(), []
+
+    def top_up() -> None:
+        while not stop.is_set():
+            free = shutil.disk_usage(path).free
+            if free > 6 * 2**20:
+                fillers.append(path / f"filler-{len(fillers)}")
+                subprocess.run(["fallocate", "-l", str(free - 4 * 2**20), str(fillers[-1])], check=True)
+            stop.wait(0.5)
+
+    thread = threading.Thread(target=top_up, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        for filler in fillers:
+            filler.unlink()
+
+
+def vm_read_only() -> bool:
+    with urllib.request.urlopen(f"http://{container_ip('victoriametrics')}:8428/metrics", timeout=10) as reply:
+        return any(
+            line.startswith("vm_storage_is_read_only{") and line.endswith(" 1")
+            for line in reply.read().decode().splitlines()
+        )
+
+
 def vmalert_states(alertname: str) -> set[str]:
     with urllib.request.urlopen(f"http://{container_ip('vmalert')}:8880/api/v1/alerts", timeout=10) as reply:
         alerts = json.load(reply)["data"]["alerts"]
@@ -161,18 +197,16 @@ def vmalert_states(alertname: str) -> set[str]:
 def test_disk_full_refuses_cleanly_alerts_and_recovers(airflow_api, slots, small_vm_disk, figures):
     before = vm_points(RATE_SERIES, int(time.time()) - 7 * 86400, int(time.time()))
     slot = slots[3]
+    restarts = inspect("victoriametrics")["RestartCount"]
     quiet_window(airflow_api, 200)
-    filler = small_vm_disk / "filler"
-    free = shutil.disk_usage(small_vm_disk).free
-    subprocess.run(["fallocate", "-l", str(free - 4 * 2**20), str(filler)], check=True)
-    try:
+    with kept_full(small_vm_disk):
+        wait_until(vm_read_only, 30, "VictoriaMetrics in read-only mode on the full disk")
         run_id = trigger(airflow_api, slot)
         assert first_failed_try(airflow_api, run_id, "VictoriaMetrics' disk is full")["try_number"] == 1
         assert rate_points(slot) == [], "a point was stored on a full disk"
         # The alert's `for` is 10 minutes; it must at least be pending.
         wait_until(lambda: vmalert_states("VictoriaMetricsDiskLow"), 120, "VictoriaMetricsDiskLow pending", interval=2)
-    finally:
-        filler.unlink()
+    assert inspect("victoriametrics")["RestartCount"] == restarts, "VictoriaMetrics crashed on the full disk"
     started = time.monotonic()
     run = airflow_api.wait_for_run(RATE_DAG, run_id, timeout=300)
     figures["fault_disk_freed_to_slot_filled_s"] = round(time.monotonic() - started, 1)
