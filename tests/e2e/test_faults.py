@@ -13,6 +13,7 @@ import threading
 import time
 import urllib.request
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ from harness.stack import (
     DATA,
     RATE_DAG,
     RATE_SERIES,
+    SLOT,
     AirflowAPI,
     container_ip,
     docker,
@@ -36,11 +38,16 @@ from harness.stack import (
 )
 
 AIRFLOW = ["airflow-api-server", "airflow-scheduler", "airflow-dag-processor"]
+BACKFILL_DAG = "btc_usd_backfill"
 
 
 @pytest.fixture(scope="module")
 def slots(airflow_api, fakes) -> list[int]:
-    return free_slots(airflow_api, 4)
+    return free_slots(airflow_api, 5)
+
+
+def iso(ts: int) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat()
 
 
 def record_tries(api: AirflowAPI, run_id: str) -> list[dict]:
@@ -103,25 +110,47 @@ def test_mysql_restart_airflow_recovers_by_itself(airflow_api, slots, figures):
     assert [p["timestamps"] for p in rate_points(slots[1])] == [[slots[1] * 1000]]
 
 
-def test_sources_unreachable_nothing_is_written_then_the_slot_fills(airflow_api, fakes, slots, figures):
-    slot = slots[2]
+def test_sources_unreachable_nothing_is_written_then_points_resume_and_backfill_fills_the_gap(
+    airflow_api, fakes, slots, figures
+):
+    gap, resumed = slots[2], slots[3]
     quiet_window(airflow_api, 120)
     ports = {name: api.port for name, api in fakes.items()}
     for api in fakes.values():
         api.stop()
     try:
-        run_id = trigger(airflow_api, slot)
+        run_id = trigger(airflow_api, gap)
         assert first_failed_try(airflow_api, run_id, "every source is unreachable")["try_number"] == 1
-        assert rate_points(slot) == [], "a point was written with every source down"
+        assert rate_points(gap) == [], "a point was written with every source down"
+        # An outage longer than the retries (minutes) fails the run for good; the
+        # test gives it up as the last retry would, to keep CI short.
+        run_path = f"/api/v2/dags/{RATE_DAG}/dagRuns/{run_id}"
+        assert airflow_api.request("PATCH", run_path, {"state": "failed"})["state"] == "failed"
     finally:
         # The sources come back on the same ports.
         for name, port in ports.items():
             fakes[name] = FakeRateAPI(name, host="0.0.0.0", port=port).start()
+    assert rate_points(gap) == [], "a point was written for the abandoned slot"
+
+    # Points resume with the next run.
     started = time.monotonic()
-    run = airflow_api.wait_for_run(RATE_DAG, run_id, timeout=300)
+    run = airflow_api.wait_for_run(RATE_DAG, trigger(airflow_api, resumed), timeout=300)
     figures["fault_sources_back_to_slot_filled_s"] = round(time.monotonic() - started, 1)
     assert run["state"] == "success"
-    assert [p["timestamps"] for p in rate_points(slot)] == [[slot * 1000]]
+    before = rate_points(resumed)
+    assert [p["timestamps"] for p in before] == [[resumed * 1000]]
+
+    # The backfill DAG fills the gap from Bitstamp's candles and leaves the rest alone.
+    airflow_api.request("PATCH", f"/api/v2/dags/{BACKFILL_DAG}", {"is_paused": False})
+    started = time.monotonic()
+    end = resumed + SLOT  # excluded; not after the run's logical date
+    run_id = trigger(airflow_api, end, BACKFILL_DAG, {"start": iso(gap), "end": iso(end)})
+    run = airflow_api.wait_for_run(BACKFILL_DAG, run_id, timeout=300)
+    figures["fault_gap_backfilled_s"] = round(time.monotonic() - started, 1)
+    assert run["state"] == "success"
+    filled = rate_points(gap)
+    assert [(p["metric"]["source"], p["timestamps"]) for p in filled] == [("bitstamp_ohlc", [gap * 1000])], filled
+    assert rate_points(resumed) == before, "the backfill touched a slot that held a point"
 
 
 @pytest.fixture
@@ -196,7 +225,7 @@ def vmalert_states(alertname: str) -> set[str]:
 
 def test_disk_full_refuses_cleanly_alerts_and_recovers(airflow_api, slots, small_vm_disk, figures):
     before = vm_points(RATE_SERIES, int(time.time()) - 7 * 86400, int(time.time()))
-    slot = slots[3]
+    slot = slots[4]
     restarts = inspect("victoriametrics")["RestartCount"]
     quiet_window(airflow_api, 200)
     with kept_full(small_vm_disk):

@@ -171,11 +171,11 @@ def quiet_window(api: AirflowAPI, seconds: float) -> None:
         time.sleep(5)
 
 
-def trigger(api: AirflowAPI, slot: int, dag_id: str = RATE_DAG) -> str:
-    """Trigger a run for ``slot``; return its run id."""
+def trigger(api: AirflowAPI, slot: int, dag_id: str = RATE_DAG, conf: dict | None = None) -> str:
+    """Trigger a run for ``slot`` (with ``conf``, the DAG's params); return its run id."""
     run_id = f"e2e-{slot}-{time.time_ns()}"
-    logical = datetime.fromtimestamp(slot, UTC).isoformat()
-    api.request("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"dag_run_id": run_id, "logical_date": logical})
+    body = {"dag_run_id": run_id, "logical_date": datetime.fromtimestamp(slot, UTC).isoformat()}
+    api.request("POST", f"/api/v2/dags/{dag_id}/dagRuns", body | ({"conf": conf} if conf else {}))
     return run_id
 
 
