@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import ssl
 import subprocess
 import time
@@ -105,6 +106,23 @@ def wait_healthy(names: list[str], timeout: float) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"not healthy after {timeout} s: {states}")
         time.sleep(2)
+
+
+def restart_docker_daemon() -> None:
+    """Restart the Docker daemon as a reboot would: it stops every container, and
+    their restart policies bring them back when it starts again."""
+    if Path("/run/systemd/system").is_dir():
+        subprocess.run(["systemctl", "restart", "docker"], check=True)
+        return
+    pid = int(subprocess.run(["pidof", "dockerd"], check=True, capture_output=True, text=True).stdout.split()[0])
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 120
+    while Path(f"/proc/{pid}").exists() and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z":
+        if time.monotonic() > deadline:
+            raise TimeoutError("dockerd did not stop within 120 s of SIGTERM")
+        time.sleep(0.5)
+    # Started the same way as on a fresh machine (make deps-docker).
+    subprocess.run(["make", "-s", "-C", str(REPO), "deps-docker"], check=True)
 
 
 @dataclass
