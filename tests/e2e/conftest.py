@@ -11,12 +11,14 @@ from __future__ import annotations
 import os
 import shutil
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 from fakes.rate_apis import FakeRateAPI
-from harness.stack import LOGS, AirflowAPI, memory_mib, molecule, role_seconds, secret, tail
+from harness.services import start_moto
+from harness.stack import LOGS, S3_BUCKET, S3_PORT, AirflowAPI, memory_mib, molecule, role_seconds, secret, tail
 
 HERE = Path(__file__).parent
 # molecule/default/molecule.yml points the sources' connections at these ports.
@@ -42,7 +44,24 @@ def pytest_collection_modifyitems(items):
 
 
 @pytest.fixture(scope="package")
-def stack(figures):
+def s3(tmp_path_factory):
+    """moto's S3 on every address, with the bucket the backups are copied to: it
+    must be there before the converge, whose backup container backs up at start."""
+    try:
+        proc, url = start_moto("0.0.0.0", S3_PORT, tmp_path_factory.mktemp("s3") / "moto.log")
+    except FileNotFoundError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    region = (
+        b"<CreateBucketConfiguration><LocationConstraint>eu-west-1</LocationConstraint></CreateBucketConfiguration>"
+    )
+    urllib.request.urlopen(urllib.request.Request(f"{url}/{S3_BUCKET}", data=region, method="PUT"), timeout=10).close()  # noqa: S310 - loopback
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="package")
+def stack(figures, s3):
     """Deploy the stack with Molecule (create + converge); remove it when the
     end-to-end tests are done, so the rest of the run has the machine to itself."""
     if os.geteuid() != 0:

@@ -1,6 +1,7 @@
 """Backups and the restore drill in the deployed stack: a backup is taken, the
 time series and Airflow's database are destroyed, `make restore`'s playbook
-brings them back, and every point and run is there again, unchanged."""
+brings them back, and every point and run is there again, unchanged: from the
+local backups, then from the copy in S3 (moto) after the local ones are lost too."""
 
 from __future__ import annotations
 
@@ -14,7 +15,19 @@ import urllib.request
 import pytest
 
 from harness.services import wait_until
-from harness.stack import DATA, LOGS, container_ip, docker, molecule, secret, tail, vm_points, wait_healthy
+from harness.stack import (
+    DATA,
+    LOGS,
+    S3_PREFIX,
+    container_ip,
+    docker,
+    molecule,
+    s3_keys,
+    secret,
+    tail,
+    vm_points,
+    wait_healthy,
+)
 
 DAG = "btc_usd_exchange_rate"
 BACKUPS = DATA / "backups"
@@ -57,6 +70,9 @@ def test_backup_writes_both_parts_and_reports_them(stack, figures):
     assert text.rstrip().splitlines()[-1].startswith("-- Dump completed")
     assert (BACKUPS / "victoriametrics/latest/backup_complete.ignore").is_file()
     figures["backup_mysql_dump_kib"] = round(dump.stat().st_size / 1024, 1)
+    # The copy in S3 (moto): the same dump, and a complete VictoriaMetrics backup.
+    assert f"{S3_PREFIX}/mysql/{dump.name}" in s3_keys("mysql/")
+    assert f"{S3_PREFIX}/victoriametrics/latest/backup_complete.ignore" in s3_keys("victoriametrics/latest/")
 
     def reported() -> dict[str, float]:
         found = query("btc_usd_backup_last_success_timestamp_seconds")
@@ -69,11 +85,16 @@ def test_backup_writes_both_parts_and_reports_them(stack, figures):
     wait_until(reported, 60, "both backup results in VictoriaMetrics")
 
 
-def test_restore_drill_brings_back_every_point_and_run(airflow_api, paused, figures):
+@pytest.mark.parametrize("source", ["local", "s3"])
+def test_restore_drill_brings_back_every_point_and_run(airflow_api, paused, figures, source):
     points, history = all_rates(), runs(airflow_api)
     assert points, "no point to back up: run the pipeline tests first"
     assert history, "no DAG run to back up: run the pipeline tests first"
     docker("exec", "backup", "btc-usd-backup", "now")
+    if source == "s3":
+        # The disk is lost with its local backups: only the copy in S3 is left.
+        for part in ("mysql", "victoriametrics"):
+            shutil.rmtree(BACKUPS / part)
 
     # Lose the data: the time series directory and Airflow's database.
     docker("stop", "victoriametrics")
@@ -94,9 +115,10 @@ def test_restore_drill_brings_back_every_point_and_run(airflow_api, paused, figu
     assert all_rates() == set(), "the series survived the wipe: the drill would prove nothing"
 
     started = time.monotonic()
-    rc, _ = molecule("side-effect", log=LOGS / "restore.log", side_effect="restore")
-    assert rc == 0, tail(LOGS / "restore.log")
-    figures["restore_playbook_s"] = round(time.monotonic() - started, 1)
+    log = LOGS / f"restore-{source}.log"
+    rc, _ = molecule("side-effect", log=log, side_effect="restore", restore_from=source)
+    assert rc == 0, tail(log)
+    figures[f"restore_playbook_s[{source}]"] = round(time.monotonic() - started, 1)
 
     restored = all_rates()
     assert restored == points, f"missing {sorted(points - restored)[:3]}, extra {sorted(restored - points)[:3]}"

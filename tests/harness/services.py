@@ -28,6 +28,21 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def start_moto(host: str, port: int, log: Path, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+    """moto's server (emulated AWS) from the infra venv; returns it and its local URL."""
+    server = REPO / ".venv-infra" / "bin" / "moto_server"
+    if not server.exists():
+        raise FileNotFoundError(f"{server} is missing; run `make deps` first")
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [str(server), "-H", host, "-p", str(port)], stdout=out, stderr=subprocess.STDOUT, env=env
+        )
+    STARTED.append(proc)
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: urllib.request.urlopen(f"{url}/moto-api/", timeout=2).status == 200, 60, "moto")  # noqa: S310 - loopback
+    return proc, url
+
+
 def wait_until(check, timeout: float, what: str, interval: float = 0.2):
     """Call ``check`` until it returns something truthy, and return that."""
     deadline = time.monotonic() + timeout

@@ -20,6 +20,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from xml.etree import ElementTree
 
 from harness.services import REPO
 
@@ -33,15 +34,17 @@ NETWORK = "btc-usd-stack"
 LABEL = "org.btc-usd-stack.component"
 
 
-def molecule(command: str, *, log: Path, side_effect: str = "down") -> tuple[int, float]:
+def molecule(command: str, *, log: Path, side_effect: str = "down", restore_from: str = "local") -> tuple[int, float]:
     """Run ``molecule COMMAND`` (default scenario); return its exit code and duration.
-    ``side_effect`` names the playbook of ``molecule side-effect`` (ansible/NAME.yml)."""
+    ``side_effect`` names the playbook of ``molecule side-effect`` (ansible/NAME.yml),
+    ``restore_from`` where the restore playbook takes the backup from."""
     env = {
         **os.environ,
         "PATH": f"{INFRA_BIN}:{os.environ['PATH']}",
         "ANSIBLE_FORCE_COLOR": "0",
         "NO_COLOR": "1",
         "MOLECULE_SIDE_EFFECT": side_effect,
+        "MOLECULE_RESTORE_FROM": restore_from,
     }
     env.pop("VIRTUAL_ENV", None)
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -199,6 +202,20 @@ def trigger(api: AirflowAPI, slot: int, dag_id: str = RATE_DAG, conf: dict | Non
 
 def rate_points(slot: int) -> list[dict]:
     return vm_export(RATE_SERIES, slot - 1, slot + 1)
+
+
+# molecule/default/molecule.yml sends the backups to this bucket of moto on the host.
+S3_PORT, S3_BUCKET, S3_PREFIX = 18095, "btc-usd-stack-e2e", "stack-host"
+
+
+def s3_keys(prefix: str) -> list[str]:
+    """The keys under ``prefix`` in the e2e bucket (S3's ListObjectsV2, unsigned: moto)."""
+    query = urllib.parse.urlencode({"list-type": "2", "prefix": f"{S3_PREFIX}/{prefix}"})
+    with urllib.request.urlopen(f"http://127.0.0.1:{S3_PORT}/{S3_BUCKET}?{query}", timeout=10) as reply:
+        listing = ElementTree.fromstring(reply.read())  # noqa: S314 - our own moto on loopback
+    ns = {"s3": "http://s3.amazonaws.com/doc/2006-03-01/"}
+    assert listing.findtext("s3:IsTruncated", namespaces=ns) == "false", "more keys than one page"
+    return [key.text for key in listing.findall("s3:Contents/s3:Key", ns)]
 
 
 def secret(name: str) -> str:

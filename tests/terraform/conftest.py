@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from harness.services import REPO, STARTED, free_port, wait_until
+from harness.services import REPO, free_port, start_moto
 
 INFRA_BIN = REPO / ".venv-infra" / "bin"
 TERRAFORM_DIR = REPO / "terraform"
@@ -25,19 +24,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    server = INFRA_BIN / "moto_server"
-    if not server.exists():
-        pytest.fail("moto is not installed; run `make deps` first", pytrace=False)
-    port = free_port()
     log = tmp_path_factory.mktemp("moto") / "moto.log"
     env = os.environ | {"MOTO_IAM_LOAD_MANAGED_POLICIES": "true"}  # AmazonSSMManagedInstanceCore
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [str(server), "-H", "127.0.0.1", "-p", str(port)], stdout=out, stderr=subprocess.STDOUT, env=env
-        )
-    STARTED.append(proc)
-    url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: urllib.request.urlopen(f"{url}/moto-api/", timeout=2).status == 200, 60, "moto")  # noqa: S310 - loopback
+    try:
+        proc, url = start_moto("127.0.0.1", free_port(), log, env)
+    except FileNotFoundError as exc:
+        pytest.fail(str(exc), pytrace=False)
     yield url
     proc.terminate()
     proc.wait(timeout=30)
