@@ -58,10 +58,7 @@ def memory(samples: int, pause: float) -> tuple[float, dict[str, float]]:
 
 def visible(slot: int) -> bool:
     """Whether a query (what Grafana sends, subject to -search.latencyOffset) returns the slot's point."""
-    query = urllib.parse.urlencode({"query": f"max(timestamp({MAIN_PANEL}))"})
-    url = f"http://{stack.container_ip('victoriametrics')}:8428/api/v1/query?{query}"
-    with urllib.request.urlopen(url, timeout=10) as reply:
-        result = json.load(reply)["data"]["result"]
+    result = stack.vm_query(f"max(timestamp({MAIN_PANEL}))")
     return bool(result) and float(result[0]["value"][1]) >= slot
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from fakes.rate_apis import FakeRateAPI
-from harness.services import start_moto
+from harness.services import moto_server
 from harness.stack import LOGS, S3_BUCKET, S3_PORT, AirflowAPI, memory_mib, molecule, role_seconds, secret, tail
 
 HERE = Path(__file__).parent
@@ -47,17 +47,13 @@ def pytest_collection_modifyitems(items):
 def s3(tmp_path_factory):
     """moto's S3 on every address, with the bucket the backups are copied to: it
     must be there before the converge, whose backup container backs up at start."""
-    try:
-        proc, url = start_moto("0.0.0.0", S3_PORT, tmp_path_factory.mktemp("s3") / "moto.log")
-    except FileNotFoundError as exc:
-        pytest.fail(str(exc), pytrace=False)
     region = (
         b"<CreateBucketConfiguration><LocationConstraint>eu-west-1</LocationConstraint></CreateBucketConfiguration>"
     )
-    urllib.request.urlopen(urllib.request.Request(f"{url}/{S3_BUCKET}", data=region, method="PUT"), timeout=10).close()  # noqa: S310 - loopback
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
+    with moto_server("0.0.0.0", S3_PORT, tmp_path_factory.mktemp("s3") / "moto.log") as url:
+        create = urllib.request.Request(f"{url}/{S3_BUCKET}", data=region, method="PUT")  # noqa: S310 - moto on loopback
+        urllib.request.urlopen(create, timeout=10).close()  # noqa: S310 - moto on loopback
+        yield url
 
 
 @pytest.fixture(scope="package")

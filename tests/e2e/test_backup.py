@@ -6,11 +6,8 @@ local backups, then from the copy in S3 (moto) after the local ones are lost too
 from __future__ import annotations
 
 import gzip
-import json
 import shutil
 import time
-import urllib.parse
-import urllib.request
 
 import pytest
 
@@ -19,13 +16,13 @@ from harness.stack import (
     DATA,
     LOGS,
     S3_PREFIX,
-    container_ip,
     docker,
     molecule,
     s3_keys,
     secret,
     tail,
     vm_points,
+    vm_query,
     wait_healthy,
 )
 
@@ -42,12 +39,6 @@ def all_rates() -> set[tuple]:
 def runs(api) -> list[tuple]:
     found = api.request("GET", f"/api/v2/dags/{DAG}/dagRuns?limit=100&order_by=logical_date")["dag_runs"]
     return [(r["dag_run_id"], r["logical_date"], r["state"]) for r in found]
-
-
-def query(expr: str) -> list[dict]:
-    url = f"http://{container_ip('victoriametrics')}:8428/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-    with urllib.request.urlopen(url, timeout=10) as resp:
-        return json.load(resp)["data"]["result"]
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +66,7 @@ def test_backup_writes_both_parts_and_reports_them(stack, figures):
     assert f"{S3_PREFIX}/victoriametrics/latest/backup_complete.ignore" in s3_keys("victoriametrics/latest/")
 
     def reported() -> dict[str, float]:
-        found = query("btc_usd_backup_last_success_timestamp_seconds")
+        found = vm_query("btc_usd_backup_last_success_timestamp_seconds")
         latest = {series["metric"]["target"]: float(series["value"][1]) for series in found}
         fresh = {target for target, value in latest.items() if value >= int(started)}
         # Both points are written a moment apart: wait for the second too.

@@ -14,6 +14,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -28,8 +30,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_moto(host: str, port: int, log: Path, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
-    """moto's server (emulated AWS) from the infra venv; returns it and its local URL."""
+@contextmanager
+def moto_server(host: str, port: int, log: Path, env: dict[str, str] | None = None) -> Iterator[str]:
+    """moto's server (emulated AWS) from the infra venv, for the block; yields its local URL."""
     server = REPO / ".venv-infra" / "bin" / "moto_server"
     if not server.exists():
         raise FileNotFoundError(f"{server} is missing; run `make deps` first")
@@ -38,9 +41,13 @@ def start_moto(host: str, port: int, log: Path, env: dict[str, str] | None = Non
             [str(server), "-H", host, "-p", str(port)], stdout=out, stderr=subprocess.STDOUT, env=env
         )
     STARTED.append(proc)
-    url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: urllib.request.urlopen(f"{url}/moto-api/", timeout=2).status == 200, 60, "moto")  # noqa: S310 - loopback
-    return proc, url
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: urllib.request.urlopen(f"{url}/moto-api/", timeout=2).status == 200, 60, "moto")  # noqa: S310 - loopback
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def wait_until(check, timeout: float, what: str, interval: float = 0.2):

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from xml.etree import ElementTree
 
-from harness.services import REPO
+from harness.services import REPO, wait_until
 
 INFRA_BIN = REPO / ".venv-infra" / "bin"
 DATA = Path("/srv/btc-usd-stack")
@@ -119,11 +119,14 @@ def restart_docker_daemon() -> None:
         return
     pid = int(subprocess.run(["pidof", "dockerd"], check=True, capture_output=True, text=True).stdout.split()[0])
     os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 120
-    while Path(f"/proc/{pid}").exists() and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z":
-        if time.monotonic() > deadline:
-            raise TimeoutError("dockerd did not stop within 120 s of SIGTERM")
-        time.sleep(0.5)
+
+    def stopped() -> bool:  # gone, or a zombie nobody reaps (no init system)
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+        except FileNotFoundError:
+            return True
+
+    wait_until(stopped, 120, "dockerd to stop", interval=0.5)
     # Started the same way as on a fresh machine (make deps-docker).
     subprocess.run(["make", "-s", "-C", str(REPO), "deps-docker"], check=True)
 
@@ -228,6 +231,13 @@ def vm_export(match: str, start: int, end: int) -> list[dict]:
     url = f"http://{container_ip('victoriametrics')}:8428/api/v1/export?{query}"
     with urllib.request.urlopen(url, timeout=10) as resp:
         return [json.loads(line) for line in resp.read().decode().splitlines() if line]
+
+
+def vm_query(expr: str) -> list[dict]:
+    """An instant query, as Grafana sends it (subject to -search.latencyOffset)."""
+    url = f"http://{container_ip('victoriametrics')}:8428/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    with urllib.request.urlopen(url, timeout=10) as reply:
+        return json.load(reply)["data"]["result"]
 
 
 def vm_points(match: str, start: int, end: int) -> set[tuple]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.services import REPO, free_port, start_moto
+from harness.services import REPO, free_port, moto_server
 
 INFRA_BIN = REPO / ".venv-infra" / "bin"
 TERRAFORM_DIR = REPO / "terraform"
@@ -26,13 +26,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log = tmp_path_factory.mktemp("moto") / "moto.log"
     env = os.environ | {"MOTO_IAM_LOAD_MANAGED_POLICIES": "true"}  # AmazonSSMManagedInstanceCore
-    try:
-        proc, url = start_moto("127.0.0.1", free_port(), log, env)
-    except FileNotFoundError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
+    with moto_server("127.0.0.1", free_port(), log, env) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
