@@ -69,6 +69,15 @@ class VictoriaMetrics:
                 "check that it runs with -graphiteListenAddr"
             ) from None
 
+    def flush(self) -> None:
+        """Make the points received so far searchable now rather than within a
+        second or so (/internal/force_flush). Only a speed-up: errors are ignored."""
+        try:
+            with urllib.request.urlopen(f"{self.url}/internal/force_flush", timeout=self.timeout):  # noqa: S310 - URL comes from a Connection
+                pass
+        except (urllib.error.URLError, OSError):
+            pass
+
     def missing(self, samples: Iterable[Sample]) -> list[Sample]:
         """The samples VictoriaMetrics does not (yet) return with the written value."""
         samples = list(samples)
@@ -87,13 +96,13 @@ class VictoriaMetrics:
         samples: Sequence[Sample],
         *,
         wait: float = 30.0,
-        poll: float = 0.5,
+        poll: float = 0.1,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         """Write, then read back until every sample is visible or ``wait`` runs out."""
         self.write(samples)
         deadline = time.monotonic() + wait
-        while missing := self.missing(samples):
+        while self.flush() or (missing := self.missing(samples)):
             if time.monotonic() >= deadline:
                 first = graphite.format_line(missing[0]).strip()
                 raise StorageError(
