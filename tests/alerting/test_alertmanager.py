@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from harness.molecule import render
 from harness.services import REPO
-from harness.stack import render
 
-TEMPLATES = REPO / "files/alertmanager/templates"
+TEMPLATES = REPO / "roles/alertmanager/files/templates"
 
 
 @pytest.fixture(scope="module")

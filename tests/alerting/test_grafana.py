@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from harness.molecule import render
 from harness.services import REPO, VictoriaMetricsServer, wait_until
-from harness.stack import render
 
-DASHBOARDS = sorted((REPO / "files/grafana/dashboards").glob("*.json"))
+DASHBOARDS = sorted((REPO / "roles/grafana/files/dashboards").glob("*.json"))
 VARIABLES = {"$base": "BTC", "$quote": "USD"}
 SLOT, MINUTE = 600, 60
 

@@ -13,7 +13,7 @@ import yaml
 
 from harness.services import REPO
 
-RULES = sorted((REPO / "files/vmalert/rules").glob("*.yml"))
+RULES = sorted((REPO / "roles/vmalert/files/rules").glob("*.yml"))
 TESTS = sorted((Path(__file__).parent / "promtool").glob("*_test.yml"))
 RUNBOOKS = REPO / "docs/runbooks.md"
 SEVERITIES = {"critical", "warning", "info"}
