@@ -20,18 +20,20 @@ import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "tests"), str(REPO / "dags")]
-
-from btc_usd.backfill import backfill_pair  # noqa: E402
-from btc_usd.model import Pair  # noqa: E402
-from btc_usd.victoriametrics import VictoriaMetrics  # noqa: E402
-from fakes.rate_apis import FakeRateAPI  # noqa: E402
-from harness import stack  # noqa: E402
-from harness.services import VictoriaMetricsServer  # noqa: E402
+from btc_usd.backfill import backfill_pair
+from btc_usd.model import Pair
+from btc_usd.victoriametrics import VictoriaMetrics
+from fakes.rate_apis import FakeRateAPI
+from harness.airflow_api import AirflowAPI
+from harness.docker import memory_mib
+from harness.molecule import molecule
+from harness.services import VictoriaMetricsServer
+from harness.settings import FAKE_PORTS, LOGS, RATE_DAG, REPO, SECRETS, SLOT, secret
+from harness.vm import vm_query
 
 RESULTS = REPO / "bench" / "results.json"
-FAKE_PORTS = {"alphavantage": 18081, "coinbase": 18082, "kraken": 18083, "bitstamp": 18084}
+# Where `make up` (this machine as localhost) keeps its generated secrets.
+LOCAL_SECRETS = Path.home() / ".config/btc-usd-stack/localhost"
 MAIN_PANEL = 'exchange_rate{base="BTC",quote="USD"}'  # btc-usd.json, "by source, with bid and ask"
 
 
@@ -48,7 +50,7 @@ def memory(samples: int, pause: float) -> tuple[float, dict[str, float]]:
     """Median total and per-container memory over ``samples`` `docker stats` readings."""
     readings = []
     for i in range(samples):
-        readings.append(stack.memory_mib())
+        readings.append(memory_mib())
         if i < samples - 1:
             time.sleep(pause)
     names = sorted(set().union(*readings))
@@ -58,23 +60,23 @@ def memory(samples: int, pause: float) -> tuple[float, dict[str, float]]:
 
 def visible(slot: int) -> bool:
     """Whether a query (what Grafana sends, subject to -search.latencyOffset) returns the slot's point."""
-    result = stack.vm_query(f"max(timestamp({MAIN_PANEL}))")
+    result = vm_query(f"max(timestamp({MAIN_PANEL}))")
     return bool(result) and float(result[0]["value"][1]) >= slot
 
 
-def freshness(api: stack.AirflowAPI, slots: int) -> dict[str, object]:
+def freshness(api: AirflowAPI, slots: int) -> dict[str, object]:
     """For the next ``slots`` scheduled slots: seconds from the slot until a query
     returns its point; memory while the run is on; the run's task durations."""
-    api.request("PATCH", f"/api/v2/dags/{stack.RATE_DAG}", {"is_paused": False})
+    api.request("PATCH", f"/api/v2/dags/{RATE_DAG}", {"is_paused": False})
     delays, during, tasks = [], [], {}
     for _ in range(slots):
-        slot = (int(time.time()) // stack.SLOT + 1) * stack.SLOT
+        slot = (int(time.time()) // SLOT + 1) * SLOT
         print(f"  waiting for the slot at {datetime.fromtimestamp(slot, UTC):%H:%M} ...", flush=True)
         time.sleep(max(0.0, slot - time.time()))
         sampled = False
         while not visible(slot):
             if not sampled and time.time() > slot + 1:
-                during.append(sum(stack.memory_mib().values()))
+                during.append(sum(memory_mib().values()))
                 sampled = True
             if time.time() > slot + 300:
                 raise TimeoutError(f"no point for the slot {slot} after 300 s: is the DAG running?")
@@ -82,8 +84,8 @@ def freshness(api: stack.AirflowAPI, slots: int) -> dict[str, object]:
         delays.append(time.time() - slot)
         api.login()
         run_id = f"scheduled__{datetime.fromtimestamp(slot, UTC).isoformat()}"
-        run = api.wait_for_run(stack.RATE_DAG, run_id, timeout=300)
-        found = api.request("GET", f"/api/v2/dags/{stack.RATE_DAG}/dagRuns/{urllib.parse.quote(run_id)}/taskInstances")
+        run = api.wait_for_run(RATE_DAG, run_id, timeout=300)
+        found = api.request("GET", f"/api/v2/dags/{RATE_DAG}/dagRuns/{urllib.parse.quote(run_id)}/taskInstances")
         for ti in found["task_instances"]:
             tasks.setdefault(ti["task_id"], []).append(ti["duration"] or 0.0)
         print(f"  slot visible after {delays[-1]:.1f} s (run {run['state']})", flush=True)
@@ -114,7 +116,7 @@ def dag_parse() -> float:
 
 def converge(how: str) -> float:
     if how == "molecule":
-        rc, seconds = stack.molecule("converge", log=stack.LOGS / "bench-converge.log")
+        rc, seconds = molecule("converge", log=LOGS / "bench-converge.log")
     else:
         began = time.monotonic()
         rc = subprocess.call(["make", "up"], cwd=REPO, stdout=subprocess.DEVNULL)  # noqa: S607 - make from PATH
@@ -158,9 +160,8 @@ def main() -> None:
     parser.add_argument("--fakes", action="store_true", help="serve the fake rate APIs on 18081-18084")
     parser.add_argument("--converge", choices=["molecule", "local"], default=None)
     args = parser.parse_args()
-    how = args.converge or ("molecule" if stack.SECRETS.is_dir() else "local")
-    if how == "local":
-        stack.SECRETS = Path.home() / ".config/btc-usd-stack/localhost"
+    how = args.converge or ("molecule" if SECRETS.is_dir() else "local")
+    secrets, base_url = (SECRETS, "https://127.0.0.1") if how == "molecule" else (LOCAL_SECRETS, "https://localhost")
 
     results: dict[str, object] = {"measured_at": datetime.now(UTC).isoformat(timespec="seconds")}
     print("converge (idempotent) ...", flush=True)
@@ -178,8 +179,7 @@ def main() -> None:
         [FakeRateAPI(n, host=everywhere, port=p, delay=0).start() for n, p in FAKE_PORTS.items()] if args.fakes else []
     )
     try:
-        api = stack.AirflowAPI("admin", stack.secret("airflow_admin_password"))
-        api.login()
+        api = AirflowAPI("admin", secret("airflow_admin_password", secrets), base_url=base_url).login()
         print(f"freshness over {args.slots} scheduled slots ...", flush=True)
         results |= freshness(api, args.slots)
     finally:

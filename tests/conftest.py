@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 FIGURES: dict[str, object] = {}
-FIGURES_FILE = Path(__file__).resolve().parents[1] / ".build" / "figures.json"
+# One file per suite when suites run side by side (make test sets FIGURES_NAME).
+FIGURES_FILE = Path(__file__).resolve().parents[1] / ".build" / "figures" / f"{os.environ.get('FIGURES_NAME', 'all')}.json"
 
 
 @pytest.fixture(scope="session")
@@ -36,5 +38,5 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     terminalreporter.section("measured figures")
     for name, value in sorted(FIGURES.items()):
         terminalreporter.write_line(f"{name}: {value}")
-    FIGURES_FILE.parent.mkdir(exist_ok=True)
+    FIGURES_FILE.parent.mkdir(parents=True, exist_ok=True)
     FIGURES_FILE.write_text(json.dumps(FIGURES, indent=2, sort_keys=True) + "\n")

@@ -1,9 +1,12 @@
-"""One deployment of the whole stack on this machine for every end-to-end test.
+"""One deployment of the whole stack on this machine for the end-to-end tests.
 
 The deployment is Molecule's default scenario (molecule/default): this machine
 is the target host, reached over SSH as a non-root sudo user, with the images
 built from Debian packages. It needs root (it installs packages, a user and
 sshd) and a running Docker daemon, which ``make test`` starts.
+
+Every module asks for what it needs through these fixtures, so each one runs
+by itself (``pytest tests/e2e/test_ui.py``) as well as with the others.
 """
 
 from __future__ import annotations
@@ -12,35 +15,17 @@ import os
 import shutil
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
 from fakes.rate_apis import FakeRateAPI
+from fakes.sinks import SMTPSink, WebhookSink
+from harness.airflow_api import AirflowAPI, free_slots, trigger
+from harness.docker import memory_mib
+from harness.molecule import molecule, role_seconds, tail
 from harness.services import moto_server
-from harness.stack import LOGS, S3_BUCKET, S3_PORT, AirflowAPI, memory_mib, molecule, role_seconds, secret, tail
-
-HERE = Path(__file__).parent
-# molecule/default/molecule.yml points the sources' connections at these ports.
-FAKE_PORTS = {"alphavantage": 18081, "coinbase": 18082, "kraken": 18083, "bitstamp": 18084}
-# The tests share one deployment and build on each other's state: the pipeline
-# writes points that the restart, alerting and down/up tests then rely on.
-ORDER = [
-    "test_deploy",
-    "test_rate_pipeline",
-    "test_stack_alerts",
-    "test_faults",
-    "test_backup",
-    "test_down_up",
-    "test_ui",
-]
-
-
-def pytest_collection_modifyitems(items):
-    slots = [i for i, item in enumerate(items) if item.path.parent == HERE]
-    ordered = sorted((items[i] for i in slots), key=lambda item: ORDER.index(item.path.stem))
-    for i, item in zip(slots, ordered, strict=True):
-        items[i] = item
+from harness.settings import FAKE_PORTS, LOGS, RATE_DAG, S3_BUCKET, S3_PORT, SMTP_PORT, WEBHOOK_PORT, secret
+from harness.vm import rate_points
 
 
 @pytest.fixture(scope="package")
@@ -96,7 +81,33 @@ def fakes(stack) -> dict[str, FakeRateAPI]:
 
 
 @pytest.fixture(scope="package")
+def sinks(stack) -> tuple[WebhookSink, SMTPSink]:
+    """The webhook and SMTP server Alertmanager sends to (molecule.yml points it at them)."""
+    webhook = WebhookSink("0.0.0.0", WEBHOOK_PORT).start()
+    smtp = SMTPSink("0.0.0.0", SMTP_PORT).start()
+    yield webhook, smtp
+    webhook.stop()
+    smtp.stop()
+
+
+@pytest.fixture(scope="package")
 def airflow_api(stack) -> AirflowAPI:
-    api = AirflowAPI("admin", secret("airflow_admin_password"))
-    api.login()
-    return api
+    return AirflowAPI("admin", secret("airflow_admin_password")).login()
+
+
+@pytest.fixture(scope="package")
+def rate_dag(airflow_api, fakes) -> str:
+    """The rate DAG unpaused (the scenario deploys it paused), with its sources up."""
+    airflow_api.set_paused(RATE_DAG, False)
+    return RATE_DAG
+
+
+@pytest.fixture(scope="package")
+def recorded_slot(airflow_api, rate_dag) -> int:
+    """A slot the pipeline recorded through a triggered run: history for the tests
+    that keep, restore or show it."""
+    slot = free_slots(airflow_api, 1)[0]
+    run = airflow_api.wait_for_run(rate_dag, trigger(airflow_api, slot), timeout=300)
+    assert run["state"] == "success", run
+    assert rate_points(slot), f"the run for {slot} succeeded but wrote no point"
+    return slot

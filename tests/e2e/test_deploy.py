@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from harness.stack import LOGS, molecule, tail
+from harness.molecule import molecule, tail
+from harness.settings import LOGS
 
 
 def test_second_converge_changes_nothing(stack, figures):

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import time
 
-from harness.stack import DATA, LOGS, molecule, stack_containers, tail, vm_points
+from harness.docker import stack_containers
+from harness.molecule import molecule, tail
+from harness.settings import DATA, LOGS
+from harness.vm import vm_points
 
 
 def all_rate_points() -> set[tuple]:
@@ -13,10 +16,10 @@ def all_rate_points() -> set[tuple]:
     return vm_points('{__name__=~"exchange_rate.*"}', now - 7 * 86400, now + 600)
 
 
-def test_down_keeps_the_data_and_up_restores_the_stack(airflow_api, figures):
+def test_down_keeps_the_data_and_up_restores_the_stack(airflow_api, recorded_slot, figures):
     before = all_rate_points()
     runs_before = airflow_api.request("GET", "/api/v2/dags/btc_usd_exchange_rate/dagRuns?limit=100")["total_entries"]
-    assert before, "nothing written yet: run the pipeline tests first"
+    assert before, "the recorded slot is missing"
 
     rc, _ = molecule("side-effect", log=LOGS / "down.log")
     assert rc == 0, tail(LOGS / "down.log")

@@ -19,30 +19,17 @@ from pathlib import Path
 import pytest
 
 from fakes.rate_apis import FakeRateAPI
+from harness.airflow_api import AirflowAPI, free_slots, quiet_window, trigger
+from harness.docker import container_ip, docker, inspect, wait_healthy
 from harness.services import wait_until
-from harness.stack import (
-    DATA,
-    RATE_DAG,
-    RATE_SERIES,
-    SLOT,
-    AirflowAPI,
-    container_ip,
-    docker,
-    free_slots,
-    inspect,
-    quiet_window,
-    rate_points,
-    trigger,
-    vm_points,
-    wait_healthy,
-)
+from harness.settings import BACKFILL_DAG, DATA, RATE_DAG, RATE_SERIES, SLOT
+from harness.vm import rate_points, vm_points
 
 AIRFLOW = ["airflow-api-server", "airflow-scheduler", "airflow-dag-processor"]
-BACKFILL_DAG = "btc_usd_backfill"
 
 
 @pytest.fixture(scope="module")
-def slots(airflow_api, fakes) -> list[int]:
+def slots(airflow_api, rate_dag) -> list[int]:
     return free_slots(airflow_api, 5)
 
 

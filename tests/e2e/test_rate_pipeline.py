@@ -9,18 +9,10 @@ import time
 import pytest
 
 from fakes.rate_apis import PRICES
-from harness.stack import (
-    RATE_DAG,
-    container_ip,
-    free_slots,
-    inspect,
-    is_reachable,
-    rate_points,
-    restart_docker_daemon,
-    stack_containers,
-    trigger,
-    wait_healthy,
-)
+from harness.airflow_api import free_slots, trigger
+from harness.docker import container_ip, inspect, restart_docker_daemon, stack_containers, wait_healthy
+from harness.settings import RATE_DAG
+from harness.vm import is_reachable, rate_points
 
 DAG = RATE_DAG
 # Each fake quotes BTC/USD with its own offset, so the point tells its source.
@@ -28,13 +20,11 @@ OFFSET = {"alphavantage": 0.0, "coinbase": 1.0, "kraken": 2.0, "bitstamp": 3.0}
 
 
 @pytest.fixture(scope="module")
-def slots(airflow_api) -> list[int]:
+def slots(airflow_api, rate_dag) -> list[int]:
     return free_slots(airflow_api, 2)
 
 
 def test_triggered_run_writes_the_point(airflow_api, fakes, slots, figures):
-    dag = airflow_api.request("PATCH", f"/api/v2/dags/{DAG}", {"is_paused": False})
-    assert dag["is_paused"] is False
     slot = slots[0]
     started = time.monotonic()
     run_id = trigger(airflow_api, slot)
@@ -53,9 +43,9 @@ def test_triggered_run_writes_the_point(airflow_api, fakes, slots, figures):
     assert point["values"] == [PRICES[("BTC", "USD")] + OFFSET[point["metric"]["source"]]]
 
 
-def test_history_survives_a_docker_daemon_restart_and_next_run_succeeds(airflow_api, fakes, slots, figures):
-    before = rate_points(slots[0])
-    assert before, "no point to carry over; the previous test did not write one"
+def test_history_survives_a_docker_daemon_restart_and_next_run_succeeds(airflow_api, recorded_slot, slots, figures):
+    before = rate_points(recorded_slot)
+    assert before, "the recorded slot has no point to carry over"
     names = stack_containers()
     booted = {name: inspect(name)["State"]["StartedAt"] for name in names}
     started = time.monotonic()
@@ -65,7 +55,7 @@ def test_history_survives_a_docker_daemon_restart_and_next_run_succeeds(airflow_
     assert [n for n in names if inspect(n)["State"]["StartedAt"] == booted[n]] == [], "containers not restarted"
     assert is_reachable(f"http://{container_ip('victoriametrics')}:8428/health")
 
-    assert rate_points(slots[0]) == before
+    assert rate_points(recorded_slot) == before
     airflow_api.login()
     run = airflow_api.wait_for_run(DAG, trigger(airflow_api, slots[1]), timeout=300)
     assert run["state"] == "success"

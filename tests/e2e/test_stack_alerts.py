@@ -8,31 +8,20 @@ import ssl
 import time
 import urllib.request
 
-import pytest
-
-from fakes.sinks import SMTPSink, WebhookSink
+from harness.docker import docker, wait_healthy
 from harness.services import wait_until
-from harness.stack import BASE_URL, CA_FILE, container_ip, docker, wait_healthy
+from harness.settings import BASE_URL, CA_FILE
+from harness.vm import vm_url
 
-# molecule/default/molecule.yml points Alertmanager at these ports on the host.
-WEBHOOK_PORT, SMTP_PORT = 18090, 18025
 PAIR = {"base": "BTC", "quote": "E2E"}  # a pair of its own, so the real one is untouched
-
-
-@pytest.fixture(scope="module")
-def sinks(stack):
-    webhook = WebhookSink("0.0.0.0", WEBHOOK_PORT).start()
-    smtp = SMTPSink("0.0.0.0", SMTP_PORT).start()
-    yield webhook, smtp
-    webhook.stop()
-    smtp.stop()
 
 
 def last_success(value: float) -> None:
     """Write the pipeline's last-success series for PAIR, stamped now."""
     line = f'exchange_rate_last_success_timestamp_seconds{{base="BTC",quote="E2E"}} {value} {int(time.time() * 1000)}\n'
-    url = f"http://{container_ip('victoriametrics')}:8428/api/v1/import/prometheus"
-    with urllib.request.urlopen(urllib.request.Request(url, data=line.encode(), method="POST"), timeout=10):
+    url = vm_url("/api/v1/import/prometheus")
+    request = urllib.request.Request(url, data=line.encode(), method="POST")  # noqa: S310 - the stack's VM
+    with urllib.request.urlopen(request, timeout=10):  # noqa: S310 - the stack's VM
         pass
 
 

@@ -8,14 +8,14 @@ import shutil
 import pytest
 from playwright.sync_api import sync_playwright
 
-from harness.stack import BASE_URL, REPO, secret
+from harness.settings import BASE_URL, REPO, secret
 
 ARTIFACTS = REPO / ".build" / "artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 @pytest.fixture(scope="module")
-def page(airflow_api):
+def page(recorded_slot):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
         context = browser.new_context(ignore_https_errors=True, viewport={"width": 1400, "height": 900})

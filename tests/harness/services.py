@@ -75,7 +75,7 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 class VictoriaMetricsServer:
-    """``victoria-metrics`` with the flags the DAG relies on (see README)."""
+    """``victoria-metrics`` with the flags the DAG relies on (docs/pipeline.md)."""
 
     BINARY = shutil.which("victoria-metrics") or "/usr/bin/victoria-metrics"
 

@@ -1,0 +1,73 @@
+"""The stack's containers as Docker sees them."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from harness.services import wait_until
+from harness.settings import LABEL, NETWORK, REPO
+
+
+def docker(*args: str) -> str:
+    return subprocess.run(["docker", *args], check=True, capture_output=True, text=True).stdout
+
+
+def inspect(name: str) -> dict:
+    return json.loads(docker("inspect", name))[0]
+
+
+def container_ip(name: str) -> str:
+    return inspect(name)["NetworkSettings"]["Networks"][NETWORK]["IPAddress"]
+
+
+def stack_containers() -> list[str]:
+    return docker("ps", "-a", "--filter", f"label={LABEL}", "--format", "{{.Names}}").split()
+
+
+def memory_mib() -> dict[str, float]:
+    """Memory of each stack container now (`docker stats`), in MiB."""
+    out = docker("stats", "--no-stream", "--format", "{{.Name}} {{.MemUsage}}", *stack_containers())
+    units = {"B": 1 / 2**20, "KiB": 1 / 1024, "MiB": 1, "GiB": 1024}
+    usage = {}
+    for line in out.splitlines():
+        name, used = line.split()[0], line.split()[1]
+        number = re.match(r"[0-9.]+", used).group()
+        usage[name] = round(float(number) * units[used[len(number) :]], 1)
+    return usage
+
+
+def wait_healthy(names: list[str], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        states = {n: inspect(n)["State"].get("Health", {}).get("Status") for n in names}
+        if all(s == "healthy" for s in states.values()):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not healthy after {timeout} s: {states}")
+        time.sleep(2)
+
+
+def restart_docker_daemon() -> None:
+    """Restart the Docker daemon as a reboot would: it stops every container, and
+    their restart policies bring them back when it starts again."""
+    if Path("/run/systemd/system").is_dir():
+        subprocess.run(["systemctl", "restart", "docker"], check=True)
+        return
+    pid = int(subprocess.run(["pidof", "dockerd"], check=True, capture_output=True, text=True).stdout.split()[0])
+    os.kill(pid, signal.SIGTERM)
+
+    def stopped() -> bool:  # gone, or a zombie nobody reaps (no init system)
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+        except FileNotFoundError:
+            return True
+
+    wait_until(stopped, 120, "dockerd to stop", interval=0.5)
+    # Started the same way as on a fresh machine (make deps-docker).
+    subprocess.run(["make", "-s", "-C", str(REPO), "deps-docker"], check=True)

@@ -1,0 +1,49 @@
+"""Molecule and ansible-playbook, run the way a user runs them."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+from pathlib import Path
+
+from harness.settings import INFRA_BIN, REPO
+
+
+def molecule(command: str, *, log: Path, side_effect: str = "down", restore_from: str = "local") -> tuple[int, float]:
+    """Run ``molecule COMMAND`` (default scenario); return its exit code and duration.
+    ``side_effect`` names the playbook of ``molecule side-effect`` (ansible/NAME.yml),
+    ``restore_from`` where the restore playbook takes the backup from."""
+    env = {
+        **os.environ,
+        "PATH": f"{INFRA_BIN}:{os.environ['PATH']}",
+        "ANSIBLE_FORCE_COLOR": "0",
+        "NO_COLOR": "1",
+        "MOLECULE_SIDE_EFFECT": side_effect,
+        "MOLECULE_RESTORE_FROM": restore_from,
+    }
+    env.pop("VIRTUAL_ENV", None)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    with log.open("w") as out:
+        rc = subprocess.call([str(INFRA_BIN / "molecule"), command], cwd=REPO, env=env, stdout=out, stderr=out)
+    return rc, time.monotonic() - start
+
+
+def render(playbook: Path, dest: Path) -> None:
+    """Run a test playbook that renders a role's templates into ``dest``."""
+    result = subprocess.run(
+        [str(INFRA_BIN / "ansible-playbook"), str(playbook), "-e", f"dest={dest}"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+
+
+def role_seconds(log: Path) -> dict[str, float]:
+    """Seconds per role from the ROLES RECAP that ansible.posix.profile_roles prints."""
+    found = re.findall(r"^(\w+) -+ ([0-9.]+)s$", log.read_text(errors="replace"), flags=re.MULTILINE)
+    return {role: float(seconds) for role, seconds in found}
+
+
+def tail(path: Path, lines: int = 60) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
