@@ -105,14 +105,28 @@ test-e2e: deps ## Deploy the stack on this machine with Molecule (root), verify 
 
 .PHONY: test
 test: deps lint lint-ansible ## Everything: install what is missing (root), lint, then every test (deploys on this machine)
-	$(PYTEST) tests
+	@mkdir -p .build
+	@echo "Two suites side by side; follow them in .build/test-e2e.log and .build/test-local.log"
+	$(MAKE) --no-print-directory -j2 --output-sync=target suite-e2e suite-local
+
+# The deployed stack (Docker, Molecule) and everything else share no port or
+# server, so they run side by side; each writes its figures to .build/figures/.
+.PHONY: suite-e2e suite-local
+suite-e2e:
+	FIGURES_NAME=e2e $(PYTEST) tests/e2e 2>&1 | tee .build/test-e2e.log
+suite-local:
+	FIGURES_NAME=local $(PYTEST) tests --ignore=tests/e2e 2>&1 | tee .build/test-local.log
+
+.PHONY: test-roles
+test-roles: $(VENV)/.installed $(INFRA)/.installed ## Role interfaces (argument specs, defaults, own variables only) and the scenario's ports
+	$(PYTEST) tests/roles
 
 .PHONY: bench
 bench: $(VENV)/.installed $(INFRA)/.installed ## Measure the deployed stack (memory, freshness, parse, converge, backfill, query); writes bench/results.json
-	$(BIN)/python bench/run.py $(BENCH_ARGS)
+	PYTHONPATH=dags:tests $(BIN)/python bench/run.py $(BENCH_ARGS)
 
 .PHONY: up
-up: $(INFRA)/.installed ## Deploy the stack on this machine (README: Deploy on this machine)
+up: $(INFRA)/.installed ## Deploy the stack on this machine (README: Quick start)
 	$(ANSIBLE) -i $(LOCAL_INVENTORY) site.yml $(ANSIBLE_ARGS)
 
 .PHONY: down
@@ -124,7 +138,7 @@ purge: $(INFRA)/.installed ## Remove the stack's containers AND its data on this
 	$(ANSIBLE) -i $(LOCAL_INVENTORY) down.yml -e stack_purge=true $(ANSIBLE_ARGS)
 
 .PHONY: backup
-backup: ## Back up the time series and Airflow's database now (README: Backups and restore)
+backup: ## Back up the time series and Airflow's database now (README: Operate)
 	docker exec backup btc-usd-backup now
 
 .PHONY: restore
