@@ -1,4 +1,4 @@
-# Off-host copies of the backups the `backup` role takes (README: Backups and restore).
+# Off-host copies of the backups the `backup` role takes (README: Operate).
 resource "aws_s3_bucket" "backup" {
   count = var.backup_bucket_enabled ? 1 : 0
 
