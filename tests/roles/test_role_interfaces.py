@@ -14,8 +14,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 ROLES = sorted(path.parent.parent for path in (REPO / "roles").glob("*/meta/main.yml"))
 PREFIXES = {role.name: role.name + "_" for role in ROLES}
-# The shared container mechanism: every service role passes it container_* variables.
-SHARED = {"container"}
+# The shared mechanisms: roles pass them container_* and packages_* variables.
+SHARED = {"container", "packages"}
 
 
 def role_arg_spec_schema() -> dict:
