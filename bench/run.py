@@ -163,7 +163,9 @@ def main() -> None:
     how = args.converge or ("molecule" if SECRETS.is_dir() else "local")
     secrets, base_url = (SECRETS, "https://127.0.0.1") if how == "molecule" else (LOCAL_SECRETS, "https://localhost")
 
-    results: dict[str, object] = {"measured_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    # Figures this run does not measure (the before/after record of `speed`) are kept.
+    results: dict[str, object] = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results["measured_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     print("converge (idempotent) ...", flush=True)
     results["converge_idempotent_s"] = median([converge(how) for _ in range(2)])
     print("idle memory (5 readings, 10 s apart) ...", flush=True)

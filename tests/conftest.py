@@ -10,7 +10,9 @@ import pytest
 
 FIGURES: dict[str, object] = {}
 # One file per suite when suites run side by side (make test sets FIGURES_NAME).
-FIGURES_FILE = Path(__file__).resolve().parents[1] / ".build" / "figures" / f"{os.environ.get('FIGURES_NAME', 'all')}.json"
+FIGURES_FILE = (
+    Path(__file__).resolve().parents[1] / ".build" / "figures" / f"{os.environ.get('FIGURES_NAME', 'all')}.json"
+)
 
 
 @pytest.fixture(scope="session")

@@ -29,4 +29,4 @@ def test_backups_go_to_the_bucket():
 
 
 def test_the_public_address_is_the_base_url():
-    assert BASE_URL == f"https://{GROUP_VARS['stack_public_address']}"
+    assert f"https://{GROUP_VARS['stack_public_address']}" == BASE_URL
