@@ -15,6 +15,7 @@ import os
 import shutil
 import time
 import urllib.request
+from datetime import datetime
 
 import pytest
 
@@ -23,8 +24,8 @@ from fakes.sinks import SMTPSink, WebhookSink
 from harness.airflow_api import AirflowAPI, free_slots, trigger
 from harness.docker import memory_mib
 from harness.molecule import molecule, role_seconds, tail
-from harness.services import moto_server
-from harness.settings import FAKE_PORTS, LOGS, RATE_DAG, S3_BUCKET, S3_PORT, SMTP_PORT, WEBHOOK_PORT, secret
+from harness.services import moto_server, wait_until
+from harness.settings import FAKE_PORTS, LOGS, RATE_DAG, S3_BUCKET, S3_PORT, SLOT, SMTP_PORT, WEBHOOK_PORT, secret
 from harness.vm import rate_points
 
 
@@ -97,8 +98,20 @@ def airflow_api(stack) -> AirflowAPI:
 
 @pytest.fixture(scope="package")
 def rate_dag(airflow_api, fakes) -> str:
-    """The rate DAG unpaused (the scenario deploys it paused), with its sources up."""
+    """The rate DAG unpaused (the scenario deploys it paused), with its sources up.
+    Unpaused, the scheduler takes the latest slots at once: wait for it, so that a
+    test triggering a free slot cannot race it (409 Conflict)."""
     airflow_api.set_paused(RATE_DAG, False)
+    latest = int(time.time()) // SLOT * SLOT - SLOT
+
+    def scheduled() -> list[dict]:
+        runs = airflow_api.request("GET", f"/api/v2/dags/{RATE_DAG}/dagRuns?limit=5&order_by=-logical_date")
+        dates = [
+            datetime.fromisoformat(run["logical_date"]).timestamp() for run in runs["dag_runs"] if run["logical_date"]
+        ]
+        return [date for date in dates if date >= latest]
+
+    wait_until(scheduled, 180, "the scheduler's runs after unpausing the rate DAG", interval=2)
     return RATE_DAG
 
 
