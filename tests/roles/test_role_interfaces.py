@@ -59,11 +59,16 @@ def role_text(role: Path) -> str:
     return "\n".join(parts)
 
 
+def foreign_variables(role: Path) -> list[str]:
+    """Variables of other roles (by prefix) that ``role`` mentions, the shared mechanisms aside."""
+    others = [prefix for name, prefix in PREFIXES.items() if name not in {role.name, *SHARED}]
+    pattern = re.compile(r"(?<![\w./'-])(?:" + "|".join(map(re.escape, others)) + r")\w+")
+    return sorted(set(pattern.findall(role_text(role))))
+
+
 @pytest.mark.parametrize("role", ROLES, ids=[role.name for role in ROLES])
 def test_role_reads_only_its_own_variables(role: Path) -> None:
-    others = [prefix for name, prefix in PREFIXES.items() if name != role.name and name not in SHARED]
-    pattern = re.compile(r"(?<![\w./'-])(?:" + "|".join(map(re.escape, others)) + r")\w+")
-    found = sorted(set(pattern.findall(role_text(role))))
+    found = foreign_variables(role)
     assert found == [], f"{role.name} reads variables of other roles: {found}"
 
 
@@ -72,6 +77,4 @@ def test_the_check_catches_a_foreign_variable(tmp_path: Path) -> None:
     role = tmp_path / "victoriametrics"
     (role / "defaults").mkdir(parents=True)
     (role / "defaults/main.yml").write_text('victoriametrics_data_dir: "{{ stack_data_dir }}/vm"\n')
-    others = [prefix for name, prefix in PREFIXES.items() if name not in {"victoriametrics", *SHARED}]
-    pattern = re.compile(r"(?<![\w./'-])(?:" + "|".join(map(re.escape, others)) + r")\w+")
-    assert pattern.findall(role_text(role)) == ["stack_data_dir"]
+    assert foreign_variables(role) == ["stack_data_dir"]
