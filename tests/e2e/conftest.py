@@ -23,7 +23,7 @@ from fakes.rate_apis import FakeRateAPI
 from fakes.sinks import SMTPSink, WebhookSink
 from harness.airflow_api import AirflowAPI, free_slots, trigger
 from harness.docker import memory_mib
-from harness.molecule import molecule, role_seconds, tail
+from harness.molecule import molecule, purge_leftover_stack, role_seconds, tail
 from harness.services import moto_server, wait_until
 from harness.settings import FAKE_PORTS, LOGS, RATE_DAG, S3_BUCKET, S3_PORT, SLOT, SMTP_PORT, WEBHOOK_PORT, secret
 from harness.vm import rate_points
@@ -53,6 +53,7 @@ def stack(figures, s3):
     keep = os.environ.get("KEEP_STACK") == "1"  # development: reuse a running stack, keep it afterwards
     if not keep:
         molecule("destroy", log=LOGS / "destroy-before.log")
+        purge_leftover_stack(log=LOGS / "purge-before.log")
     for step in ("create", "converge"):
         rc, seconds = molecule(step, log=LOGS / f"{step}.log")
         if rc != 0:

@@ -8,7 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from harness.settings import INFRA_BIN, REPO
+from harness.settings import DATA, INFRA_BIN, LABEL, REPO
 
 
 def molecule(command: str, *, log: Path, side_effect: str = "down", restore_from: str = "local") -> tuple[int, float]:
@@ -29,6 +29,25 @@ def molecule(command: str, *, log: Path, side_effect: str = "down", restore_from
     with log.open("w") as out:
         rc = subprocess.call([str(INFRA_BIN / "molecule"), command], cwd=REPO, env=env, stdout=out, stderr=out)
     return rc, time.monotonic() - start
+
+
+def purge_leftover_stack(*, log: Path) -> None:
+    """Remove a stack another checkout left on this machine (``make purge``).
+
+    Molecule only destroys what its own state recorded, and that state lives per
+    checkout; a leftover data directory would keep the other checkout's MySQL
+    password. A machine that never ran the stack has nothing to purge.
+    """
+    leftover = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label={LABEL}"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    if not leftover and not DATA.exists():
+        return
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w") as out:
+        rc = subprocess.call(["make", "--no-print-directory", "purge"], cwd=REPO, stdout=out, stderr=out)
+    if rc != 0:
+        raise RuntimeError(f"`make purge` of the stack left on this machine failed (rc={rc}); see {log}")
 
 
 def render(playbook: Path, dest: Path) -> None:
