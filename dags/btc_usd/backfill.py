@@ -123,6 +123,10 @@ def fetch_candles(base_url: str, pair: Pair, first: int, last: int, timeout: flo
         candles = parse_bitstamp_ohlc(get_json(url, params, timeout=timeout), pair)
     except FetchError as exc:
         raise SourceError("bitstamp", str(exc)) from None
+    except SourceError:
+        raise
+    except Exception as exc:  # see sources.fetch_quote
+        raise SourceError("bitstamp", f"reply could not be read: {type(exc).__name__}") from None
     return [c for c in candles if first <= c.timestamp <= last]
 
 

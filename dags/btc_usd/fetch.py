@@ -1,17 +1,23 @@
-"""HTTP GET of a JSON document, with every failure turned into a one-line reason."""
+"""HTTP GET of a JSON document from an untrusted source, every failure a one-line reason.
+
+A reply is only accepted as a direct 200 whose body arrives in full, within one
+deadline and a size cap: redirects are refused (never followed), a body trickled
+byte by byte runs out of time, and any error while reading or decoding becomes
+FetchError so the caller can move on to the next source.
+"""
 
 from __future__ import annotations
 
-import http.client
 import json
-import socket
-import urllib.error
+import threading
 import urllib.parse
-import urllib.request
 from typing import Any
+
+import requests
 
 USER_AGENT = "btc-usd-stack/1.0"
 MAX_BODY_BYTES = 2 * 1024 * 1024
+_CHUNK_BYTES = 64 * 1024
 
 
 class FetchError(Exception):
@@ -39,34 +45,72 @@ def base_url(host: str | None, schema: str | None, port: int | None, default: st
 
 
 def get_json(url: str, params: dict[str, str] | None = None, *, timeout: float) -> Any:
-    """GET ``url`` and decode its JSON body; raise FetchError on any failure."""
-    if params:
-        url = f"{url}?{urllib.parse.urlencode(params)}"
-    headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
-    request = urllib.request.Request(url, headers=headers)  # noqa: S310 - base URLs come from Connections
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - see above
-            if response.status != 200:
-                raise FetchError(f"HTTP {response.status}, expected 200")
-            body = response.read(MAX_BODY_BYTES + 1)
-    except urllib.error.HTTPError as exc:
-        if exc.code == 429:
-            raise FetchError("rate limited (HTTP 429)") from None
-        raise FetchError(f"HTTP {exc.code} {exc.reason}") from None
-    except urllib.error.URLError as exc:
-        if isinstance(exc.reason, TimeoutError | socket.timeout):
-            raise FetchError(f"connect timed out after {timeout:g} s") from None
-        raise FetchError(f"cannot connect: {exc.reason}") from None
-    except TimeoutError:
-        raise FetchError(f"read timed out after {timeout:g} s") from None
-    except OSError as exc:
-        raise FetchError(f"connection failed: {exc.strerror or exc}") from None
-    except http.client.HTTPException as exc:
-        raise FetchError(f"broken HTTP reply: {type(exc).__name__}") from None
-    if len(body) > MAX_BODY_BYTES:
-        raise FetchError(f"reply is larger than {MAX_BODY_BYTES} bytes")
+    """GET ``url`` and decode its JSON body within ``timeout`` seconds in total.
+
+    The request runs in a daemon thread so that the deadline also bounds what
+    socket timeouts cannot (headers or a body sent one byte at a time); a request
+    left behind stops at its next read and never delays the caller.
+    """
+    outcome: dict[str, Any] = {}
+    expired = threading.Event()
+    worker = threading.Thread(target=_fetch, args=(url, params, timeout, expired, outcome), daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        expired.set()
+        raise FetchError(f"no complete reply within {timeout:g} s")
+    if "error" in outcome:
+        raise outcome["error"]
+    body: bytes = outcome["body"]
     try:
         return json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         preview = body[:60].decode("utf-8", "replace")
         raise FetchError(f"reply is not JSON: {preview!r}") from None
+
+
+def _fetch(url: str, params: dict[str, str] | None, timeout: float, expired: threading.Event, outcome: dict) -> None:
+    try:
+        outcome["body"] = _read_body(url, params, timeout, expired)
+    except FetchError as exc:
+        outcome["error"] = exc
+    except requests.Timeout:
+        outcome["error"] = FetchError(f"timed out after {timeout:g} s")
+    except requests.ConnectionError as exc:
+        outcome["error"] = FetchError(f"cannot connect: {_root_cause(exc)}")
+    except Exception as exc:  # whatever a hostile reply triggers is this source's failure
+        outcome["error"] = FetchError(f"broken reply: {type(exc).__name__}")
+
+
+def _read_body(url: str, params: dict[str, str] | None, timeout: float, expired: threading.Event) -> bytes:
+    headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+    with (
+        requests.Session() as session,
+        session.get(url, params=params, headers=headers, timeout=timeout, allow_redirects=False, stream=True) as reply,
+    ):
+        status = reply.status_code
+        if 300 <= status < 400:
+            raise FetchError(f"HTTP {status} redirect refused: a source must answer directly")
+        if status == 429:
+            raise FetchError("rate limited (HTTP 429)")
+        if status != 200:
+            raise FetchError(f"HTTP {status} {' '.join(str(reply.reason or '').split())[:60]}".rstrip())
+        declared = reply.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            raise FetchError(f"reply is larger than {MAX_BODY_BYTES} bytes")
+        body = bytearray()
+        while chunk := reply.raw.read1(_CHUNK_BYTES, decode_content=True):
+            if expired.is_set():
+                raise FetchError("deadline passed while reading")
+            body += chunk
+            if len(body) > MAX_BODY_BYTES:
+                raise FetchError(f"reply is larger than {MAX_BODY_BYTES} bytes")
+        return bytes(body)
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The innermost reason of a connection error, without the URL."""
+    while exc.__context__ is not None or exc.__cause__ is not None:
+        exc = exc.__cause__ or exc.__context__
+    text = str(exc)
+    return " ".join(text.split(": ")[-1].split())[:80] or type(exc).__name__

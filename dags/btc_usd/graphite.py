@@ -9,10 +9,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 # Prometheus-compatible metric and label names, so the series query the same way.
-_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
-_TAG_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
+_TAG_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*\Z")
 # Graphite has no escaping: spaces, ';', '~' and '=' would break the line, so refuse them.
-_TAG_VALUE = re.compile(r"^[A-Za-z0-9_.:/+-]+$")
+_TAG_VALUE = re.compile(r"^[A-Za-z0-9_.:/+-]+\Z")
 
 
 @dataclass(frozen=True)

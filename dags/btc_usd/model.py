@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-_CURRENCY = re.compile(r"^[A-Z0-9]{2,10}$")
+_CURRENCY = re.compile(r"^[A-Z0-9]{2,10}\Z")
 
 
 class ExchangeRateError(Exception):
@@ -37,6 +37,10 @@ class SourceError(ExchangeRateError):
 
 class AllSourcesFailed(ExchangeRateError):
     """Every configured source failed for a slot; nothing was recorded."""
+
+
+class ImplausibleQuote(ExchangeRateError):
+    """A quote moved beyond the plausibility band and no second source confirmed it; nothing was recorded."""
 
 
 class StorageError(ExchangeRateError):

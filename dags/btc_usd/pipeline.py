@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from btc_usd.graphite import Sample
-from btc_usd.model import AllSourcesFailed, ConfigError, Pair, Quote, SlotTooLate, SourceError
+from btc_usd.model import AllSourcesFailed, ConfigError, ImplausibleQuote, Pair, Quote, SlotTooLate, SourceError
 from btc_usd.quota import uses_alphavantage
 from btc_usd.sources import SOURCES, fetch_quote
 from btc_usd.victoriametrics import VictoriaMetrics, selector
@@ -17,6 +17,8 @@ from btc_usd.victoriametrics import VictoriaMetrics, selector
 log = logging.getLogger(__name__)
 
 INTERVAL_SECONDS = 600
+# How far back the last stored point counts as the reference of the plausibility band.
+REFERENCE_LOOKBACK_SECONDS = 86400
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,8 @@ class Settings:
     max_quote_age_seconds: int = 900
     max_lateness_seconds: int = 900
     http_timeout_seconds: int = 10
+    max_move_percent: int = 20
+    confirm_tolerance_percent: int = 1
 
 
 # Variable name -> Settings field.
@@ -39,6 +43,8 @@ VARIABLES = {
     "exchange_rate_max_quote_age_seconds": "max_quote_age_seconds",
     "exchange_rate_max_lateness_seconds": "max_lateness_seconds",
     "exchange_rate_http_timeout_seconds": "http_timeout_seconds",
+    "exchange_rate_max_move_percent": "max_move_percent",
+    "exchange_rate_confirm_tolerance_percent": "confirm_tolerance_percent",
 }
 
 
@@ -95,6 +101,8 @@ def parse_settings(raw: Mapping[str, str | None]) -> Settings:
         "exchange_rate_max_quote_age_seconds",
         "exchange_rate_max_lateness_seconds",
         "exchange_rate_http_timeout_seconds",
+        "exchange_rate_max_move_percent",
+        "exchange_rate_confirm_tolerance_percent",
     ):
         if (text := raw.get(variable)) is not None:
             values[VARIABLES[variable]] = _positive_int(variable, text)
@@ -117,6 +125,7 @@ class Attempt:
     fetched_at: datetime
     quote: Quote | None = None
     error: str | None = None
+    accepted: bool = False
 
 
 @dataclass
@@ -131,7 +140,7 @@ class SlotResult:
 
     @property
     def success(self) -> Attempt | None:
-        return next((a for a in self.attempts if a.quote), None)
+        return next((a for a in self.attempts if a.accepted), None)
 
     @property
     def quote(self) -> Quote | None:
@@ -175,7 +184,7 @@ def slot_samples(result: SlotResult, settings: Settings) -> list[Sample]:
     ts, pair = result.timestamp, result.pair
     tags = {"base": pair.base, "quote": pair.quote}
     samples = [
-        Sample("exchange_rate_source_up", {**tags, "source": a.source}, 0.0 if a.quote is None else 1.0, ts)
+        Sample("exchange_rate_source_up", {**tags, "source": a.source}, 0.0 if a.error else 1.0, ts)
         for a in result.attempts
     ]
     if any(a.source == "alphavantage" for a in result.attempts):
@@ -227,26 +236,37 @@ def record_slot(
     order, result.skipped = source_order(settings, endpoints, slot, pair_index=pair_index, first_try=first_try)
     for reason in result.skipped:
         log.info("skipping %s", reason)
-    for name in order:
-        endpoint = endpoints[name]
-        attempt = Attempt(name, fetched_at=datetime.now(UTC))
-        result.attempts.append(attempt)
-        try:
-            attempt.quote = fetch_quote(
-                SOURCES[name],
-                pair,
-                base_url=endpoint.base_url,
-                api_key=endpoint.api_key,
-                now=attempt.fetched_at,
-                max_age=timedelta(seconds=settings.max_quote_age_seconds),
-                timeout=settings.http_timeout_seconds,
-            )
+    reference = last_stored_rate(vm, pair, ts)
+    rejection = None
+    for index, name in enumerate(order):
+        attempt = ask(name, pair, settings, endpoints, result)
+        if attempt.quote is None:
+            continue
+        moved = move(attempt.quote.rate, reference)
+        if moved <= settings.max_move_percent:
+            attempt.accepted = True
             break
-        except SourceError as exc:
-            attempt.error = exc.reason
-            log.warning("source %s failed for %s: %s", name, pair, exc.reason)
+        # Not on its own word: the next source that answers decides.
+        second = next((a for n in order[index + 1 :] if (a := ask(n, pair, settings, endpoints, result)).quote), None)
+        claim = (
+            f"{name} says {attempt.quote.rate:g}, {moved:.1f} % away from the last stored {reference:g} "
+            f"(band {settings.max_move_percent} %)"
+        )
+        if second is not None and move(attempt.quote.rate, second.quote.rate) <= settings.confirm_tolerance_percent:
+            log.warning("%s; %s confirms it with %g, so it is recorded", claim, second.source, second.quote.rate)
+            attempt.accepted = True
+        elif second is None:
+            rejection = f"{claim}, and no other source answered to confirm it"
+        else:
+            rejection = f"{claim}, but {second.source} says {second.quote.rate:g}"
+        break
     samples = slot_samples(result, settings)
     vm.write_and_verify(samples)
+    if rejection:
+        raise ImplausibleQuote(
+            f"{pair} at {slot.isoformat()} is not recorded: {rejection}. If the market really moved, a second "
+            f"source will agree on the next try; the band is the Variable exchange_rate_max_move_percent"
+        )
     if result.quote is None:
         tried = "; ".join(f"{a.source}: {a.error}" for a in result.attempts) or "no source was tried"
         skipped = f" (skipped: {'; '.join(result.skipped)})" if result.skipped else ""
@@ -254,3 +274,38 @@ def record_slot(
     quote = result.quote
     log.info("recorded %s = %s from %s at %s", pair, quote.rate, quote.source, slot.isoformat())
     return result
+
+
+def ask(name: str, pair: Pair, settings: Settings, endpoints: Mapping[str, Endpoint], result: SlotResult) -> Attempt:
+    """Ask one source for a quote and note the attempt in ``result``."""
+    endpoint = endpoints[name]
+    attempt = Attempt(name, fetched_at=datetime.now(UTC))
+    result.attempts.append(attempt)
+    try:
+        attempt.quote = fetch_quote(
+            SOURCES[name],
+            pair,
+            base_url=endpoint.base_url,
+            api_key=endpoint.api_key,
+            now=attempt.fetched_at,
+            max_age=timedelta(seconds=settings.max_quote_age_seconds),
+            timeout=settings.http_timeout_seconds,
+        )
+    except SourceError as exc:
+        attempt.error = exc.reason
+        log.warning("source %s failed for %s: %s", name, pair, exc.reason)
+    return attempt
+
+
+def last_stored_rate(vm: VictoriaMetrics, pair: Pair, ts: int) -> float | None:
+    """The pair's latest recorded rate in the day before ``ts``, the reference of the band."""
+    series = vm.export(
+        selector("exchange_rate", base=pair.base, quote=pair.quote), ts - REFERENCE_LOOKBACK_SECONDS, ts - 1
+    )
+    points = {t: v for values in series.values() for t, v in values.items() if t < ts}
+    return points[max(points)] if points else None
+
+
+def move(rate: float, reference: float | None) -> float:
+    """How far ``rate`` is from ``reference``, in percent of the reference (0 without one)."""
+    return 0.0 if reference is None else abs(rate - reference) / reference * 100

@@ -233,6 +233,8 @@ def fetch_quote(
         raise SourceError(source.name, redact(str(exc), api_key)) from None
     except SourceError as exc:
         raise SourceError(source.name, redact(exc.reason, api_key)) from None
+    except Exception as exc:  # a reply no parser check foresaw is still only this source's failure
+        raise SourceError(source.name, f"reply could not be read: {type(exc).__name__}") from None
     if quote.quoted_at is not None:
         age = now - quote.quoted_at
         if age > max_age:

@@ -28,8 +28,12 @@ AV_BAD_KEY = (
     "(https://www.alphavantage.co/support/#api-key). It should take less than 20 seconds."
 )
 
-# Modes every fake understands.
-MODES = ("ok", "throttled", "error", "http_500", "http_429", "not_json", "slow", "stale", "malformed")
+# Modes every fake understands; the last six are what a hostile or broken source sends.
+MODES = (
+    "ok", "throttled", "error", "http_500", "http_429", "not_json", "slow", "stale", "malformed",
+    "redirect", "trickle", "nested", "huge", "nan", "inf",
+)  # fmt: skip
+HUGE_BYTES = 3 * 1024 * 1024
 
 
 def candle_open(ts: int) -> float:
@@ -47,6 +51,8 @@ class FakeRateAPI:
         self.mode = mode
         self.delay = delay
         self.requests: list[tuple[str, dict[str, str], dict[str, str]]] = []
+        self.redirect_to = "http://127.0.0.1:9/"  # where mode "redirect" points
+        self.scale = 1.0  # every price is multiplied by it (an implausible jump, or a real crash)
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -60,9 +66,17 @@ class FakeRateAPI:
                 payload = body if isinstance(body, bytes) else json.dumps(body).encode()
                 try:
                     self.send_response(status)
+                    if fake.mode == "redirect":
+                        self.send_header("Location", fake.redirect_to)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(payload)))
                     self.end_headers()
+                    if fake.mode == "trickle":  # a valid reply, one byte every 0.2 s
+                        for byte in payload[:200]:
+                            self.wfile.write(bytes([byte]))
+                            self.wfile.flush()
+                            time.sleep(0.2)
+                        return
                     self.wfile.write(payload)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (timeout tests)
@@ -107,6 +121,12 @@ class FakeRateAPI:
             return 429, {"message": "Too Many Requests"}
         if mode == "not_json":
             return 200, b"<html>maintenance</html>"
+        if mode == "redirect":
+            return 302, b""
+        if mode == "nested":
+            return 200, b"[" * 100_000 + b"]" * 100_000
+        if mode == "huge":
+            return 200, b'{"pad": "' + b"x" * HUGE_BYTES + b'"}'
         now = datetime.now(UTC)
         if mode == "stale":
             now = now.replace(year=now.year - 1)
@@ -122,6 +142,10 @@ class FakeRateAPI:
             return self._bitstamp_ohlc(path, query)
         return 404, {"error": f"no route {path}"}
 
+    def poisoned(self, price: str) -> str | float:
+        """The price field as sent: modes "nan" and "inf" send a bare JSON NaN or Infinity."""
+        return {"nan": float("nan"), "inf": float("inf")}.get(self.mode, price)
+
     def _alphavantage(self, query: dict[str, str], now: datetime) -> tuple[int, object]:
         key = query.get("apikey", "")
         if self.mode == "throttled":
@@ -131,13 +155,13 @@ class FakeRateAPI:
         base, quote = query.get("from_currency", ""), query.get("to_currency", "")
         if query.get("function") != "CURRENCY_EXCHANGE_RATE" or (base, quote) not in PRICES:
             return 200, {"Error Message": "Invalid API call. Please retry or visit the documentation."}
-        rate = PRICES[(base, quote)]
+        rate = PRICES[(base, quote)] * self.scale
         body = {
             "1. From_Currency Code": base,
             "2. From_Currency Name": "Bitcoin",
             "3. To_Currency Code": quote,
             "4. To_Currency Name": "United States Dollar",
-            "5. Exchange Rate": f"{rate:.8f}",
+            "5. Exchange Rate": self.poisoned(f"{rate:.8f}"),
             "6. Last Refreshed": now.strftime("%Y-%m-%d %H:%M:%S"),
             "7. Time Zone": "UTC",
             "8. Bid Price": f"{rate - 2.5:.8f}",
@@ -153,8 +177,8 @@ class FakeRateAPI:
         base, _, quote = path.split("/")[3].partition("-")
         if (base, quote) not in PRICES:
             return 404, {"errors": [{"id": "not_found", "message": "Invalid currency"}]}
-        amount = "-1" if self.mode == "malformed" else f"{PRICES[(base, quote)] + 1:.2f}"
-        return 200, {"data": {"amount": amount, "base": base, "currency": quote}}
+        amount = "-1" if self.mode == "malformed" else f"{PRICES[(base, quote)] * self.scale + 1:.2f}"
+        return 200, {"data": {"amount": self.poisoned(amount), "base": base, "currency": quote}}
 
     def _kraken(self, query: dict[str, str]) -> tuple[int, object]:
         if self.mode in ("throttled", "error"):
@@ -163,11 +187,16 @@ class FakeRateAPI:
         for (base, quote), price in PRICES.items():
             code = KRAKEN.get(base, base)
             if wanted == code + quote:
+                price *= self.scale
                 name = f"X{code}Z{quote}"
                 ask, bid = price + 2.1, price + 2.0
                 if self.mode == "malformed":
                     ask, bid = bid, ask
-                ticker = {"a": [f"{ask}", "1", "1.000"], "b": [f"{bid}", "2", "2.000"], "c": [f"{price + 2}", "0.001"]}
+                ticker = {
+                    "a": [f"{ask}", "1", "1.000"],
+                    "b": [f"{bid}", "2", "2.000"],
+                    "c": [self.poisoned(f"{price + 2}"), "0.001"],
+                }
                 return 200, {"error": [], "result": {name: ticker}}
         return 200, {"error": ["EQuery:Unknown asset pair"]}
 
@@ -175,8 +204,9 @@ class FakeRateAPI:
         symbol = path.split("/")[4]
         for (base, quote), price in PRICES.items():
             if symbol == (base + quote).lower():
+                price *= self.scale
                 return 200, {
-                    "last": f"{price + 3:.2f}",
+                    "last": self.poisoned(f"{price + 3:.2f}"),
                     "high": f"{price + 100:.2f}",
                     "low": f"{price - 100:.2f}",
                     "vwap": f"{price:.2f}",

@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from btc_usd.model import AllSourcesFailed, ExchangeRateError, Pair
+from btc_usd.graphite import Sample
+from btc_usd.model import AllSourcesFailed, ExchangeRateError, ImplausibleQuote, Pair
 from btc_usd.pipeline import Endpoint, Settings, record_slot
 from btc_usd.victoriametrics import VictoriaMetrics, selector
 from fakes.rate_apis import PRICES, FakeRateAPI
@@ -110,3 +111,74 @@ def test_a_late_slot_is_refused_instead_of_misdated(vm, fakes) -> None:
         record_slot(BTC_USD, old, settings=PAID, endpoints=endpoints(fakes), vm=vm)
     assert stored(vm, int(old.timestamp())) == {}
     assert all(api.requests == [] for api in fakes.values())
+
+
+@pytest.mark.parametrize("mode", ["redirect", "trickle", "nested", "huge", "nan", "inf"])
+def test_a_hostile_source_fails_over_within_the_try(vm, fakes, mode) -> None:
+    internal = FakeRateAPI("internal").start()  # where the redirect points; it must see nothing
+    fakes["alphavantage"].mode = mode
+    fakes["alphavantage"].redirect_to = internal.url + "/api/v1/admin/tsdb/delete_series"
+    slot = current_slot()
+    try:
+        result = record_slot(BTC_USD, slot, settings=PAID, endpoints=endpoints(fakes), vm=vm)
+    finally:
+        internal.stop()
+    assert internal.requests == []
+    assert result.quote.source == "coinbase"
+    points = stored(vm, int(slot.timestamp()))
+    assert points[("exchange_rate", "coinbase")] == PRICES[("BTC", "USD")] + 1
+    assert points[("exchange_rate_source_up", "alphavantage")] == 0
+    assert ("exchange_rate", "alphavantage") not in points
+
+
+def store_previous(vm: VictoriaMetrics, slot: datetime, rate: float) -> None:
+    tags = {"base": "BTC", "quote": "USD", "source": "coinbase"}
+    vm.write_and_verify([Sample("exchange_rate", tags, rate, int(slot.timestamp()) - 600)])
+
+
+def test_an_implausible_jump_is_not_stored_on_one_word(vm, fakes) -> None:
+    slot = current_slot()
+    store_previous(vm, slot, PRICES[("BTC", "USD")])
+    fakes["alphavantage"].scale = 10.0  # one source says BTC is worth ten times more; the next disagrees
+    with pytest.raises(ImplausibleQuote) as caught:
+        record_slot(BTC_USD, slot, settings=PAID, endpoints=endpoints(fakes), vm=vm)
+    message = str(caught.value)
+    assert "alphavantage says 640905" in message
+    assert "coinbase says 64091.5" in message
+    assert "exchange_rate_max_move_percent" in message
+    points = stored(vm, int(slot.timestamp()))
+    assert not [key for key in points if key[0] == "exchange_rate"]
+    assert ("exchange_rate_last_success_timestamp_seconds", None) not in points
+
+
+def test_a_crash_two_sources_agree_on_is_recorded(vm, fakes) -> None:
+    slot = current_slot()
+    store_previous(vm, slot, PRICES[("BTC", "USD")])
+    for api in fakes.values():
+        api.scale = 0.5  # the market halves, and every source says so
+    result = record_slot(BTC_USD, slot, settings=PAID, endpoints=endpoints(fakes), vm=vm)
+    assert result.quote.source == "alphavantage"
+    assert [a.source for a in result.attempts] == ["alphavantage", "coinbase"]  # coinbase confirmed it
+    points = stored(vm, int(slot.timestamp()))
+    assert points[("exchange_rate", "alphavantage")] == PRICES[("BTC", "USD")] * 0.5
+    assert ("exchange_rate", "coinbase") not in points
+
+
+def test_an_unconfirmed_jump_fails_when_no_other_source_answers(vm, fakes) -> None:
+    slot = current_slot()
+    store_previous(vm, slot, PRICES[("BTC", "USD")])
+    fakes["alphavantage"].scale = 3.0
+    for name in ("coinbase", "kraken", "bitstamp"):
+        fakes[name].mode = "http_500"
+    with pytest.raises(ImplausibleQuote, match="no other source answered to confirm it"):
+        record_slot(BTC_USD, slot, settings=PAID, endpoints=endpoints(fakes), vm=vm)
+    assert not [key for key in stored(vm, int(slot.timestamp())) if key[0] == "exchange_rate"]
+
+
+def test_a_move_inside_the_band_needs_no_second_source(vm, fakes) -> None:
+    slot = current_slot()
+    store_previous(vm, slot, PRICES[("BTC", "USD")])
+    fakes["alphavantage"].scale = 1.1
+    result = record_slot(BTC_USD, slot, settings=PAID, endpoints=endpoints(fakes), vm=vm)
+    assert [a.source for a in result.attempts] == ["alphavantage"]
+    assert fakes["coinbase"].requests == []

@@ -52,13 +52,47 @@ def test_each_source_answers_through_http(fake: FakeRateAPI, source: str) -> Non
         ("http_500", "HTTP 500"),
         ("http_429", "rate limited (HTTP 429)"),
         ("not_json", "reply is not JSON"),
-        ("slow", "timed out after 0.5 s"),
+        ("slow", "no complete reply within 0.5 s"),
     ],
 )
 def test_transport_failures_become_one_line_reasons(fake: FakeRateAPI, mode: str, reason: str) -> None:
     fake.mode = mode
     with pytest.raises(FetchError, match=re.escape(reason)):
         get_json(fake.url + "/v2/prices/BTC-USD/spot", timeout=0.5)
+
+
+def test_a_redirect_is_refused_and_never_followed(fake: FakeRateAPI) -> None:
+    internal = FakeRateAPI("victoriametrics").start()
+    try:
+        fake.mode = "redirect"
+        fake.redirect_to = internal.url + '/api/v1/admin/tsdb/delete_series?match[]={__name__=~".+"}'
+        with pytest.raises(FetchError, match=r"HTTP 302 redirect refused"):
+            get_json(fake.url + "/v2/prices/BTC-USD/spot", timeout=0.5)
+        assert internal.requests == []
+    finally:
+        internal.stop()
+
+
+@pytest.mark.parametrize(
+    ("mode", "reason"),
+    [
+        ("trickle", "no complete reply within 0.5 s"),  # each byte in time, the whole body not
+        ("nested", "reply is not JSON"),  # RecursionError in the decoder
+        ("huge", "reply is larger than 2097152 bytes"),
+    ],
+)
+def test_hostile_replies_are_one_line_failures(fake: FakeRateAPI, mode: str, reason: str) -> None:
+    fake.mode = mode
+    with pytest.raises(FetchError, match=re.escape(reason)):
+        get_json(fake.url + "/v2/prices/BTC-USD/spot", timeout=0.5)
+
+
+@pytest.mark.parametrize("mode", ["nan", "inf"])
+@pytest.mark.parametrize("source", sorted(SOURCES))
+def test_non_finite_prices_are_refused(fake: FakeRateAPI, source: str, mode: str) -> None:
+    fake.mode = mode
+    with pytest.raises(SourceError, match="not a positive finite number"):
+        quote_from(fake, source)
 
 
 def test_connection_refused(fake: FakeRateAPI) -> None:

@@ -30,6 +30,9 @@ def test_value_keeps_full_precision_and_exponents() -> None:
         (Sample("x", {"source": "a;b=c"}, 1.0, 1), "Graphite tag values take"),
         (Sample("x", {"source": "a~b"}, 1.0, 1), "Graphite tag values take"),
         (Sample("x", {"source": ""}, 1.0, 1), "Graphite tag values take"),
+        (Sample("x", {"source": "coinbase\n"}, 1.0, 1), "Graphite tag values take"),  # would end the line
+        (Sample("x\n", {}, 1.0, 1), "not Prometheus-compatible"),
+        (Sample("x", {"source\n": "v"}, 1.0, 1), "tag name"),
         (Sample("x", {"bad-tag": "v"}, 1.0, 1), "tag name 'bad-tag'"),
         (Sample("x", {"name": "v"}, 1.0, 1), "tag name 'name'"),
         (Sample("x", {}, float("nan"), 1), "finite number"),

@@ -110,7 +110,9 @@ def test_a_successful_slot_writes_rate_spread_age_health_and_failures() -> None:
     fetched = SLOT + timedelta(seconds=3)
     quote = Quote("bitstamp", pair, 64091.0, 64090.0, 64092.0, SLOT - timedelta(seconds=7))
     result = SlotResult(
-        pair, ts, [Attempt("alphavantage", fetched, error="throttled"), Attempt("bitstamp", fetched, quote)]
+        pair,
+        ts,
+        [Attempt("alphavantage", fetched, error="throttled"), Attempt("bitstamp", fetched, quote, accepted=True)],
     )
     tags = "'base': 'BTC', 'quote': 'USD'"
     assert lines(slot_samples(result, Settings())) == {
