@@ -45,7 +45,8 @@ def test_argument_specs_follow_ansible_lint_schema(role: Path) -> None:
 def test_every_default_is_documented(role: Path) -> None:
     defaults = role / "defaults/main.yml"
     names = set(load(defaults)) if defaults.exists() else set()
-    options = set(load(role / "meta/argument_specs.yml")["argument_specs"]["main"].get("options", {}))
+    specs = load(role / "meta/argument_specs.yml")["argument_specs"].values()
+    options = {name for spec in specs for name in spec.get("options", {})}
     assert names - options == set(), f"{role.name}: defaults missing from meta/argument_specs.yml"
     for name in names:
         assert name.startswith(PREFIXES[role.name]), f"{role.name}: default {name} lacks the role's prefix"
