@@ -37,6 +37,14 @@ run "apply" {
     condition     = can(regex("^vol-[0-9a-f]+$", output.data_volume_id))
     error_message = "data_volume_id is not a volume id: ${output.data_volume_id}"
   }
+  assert {
+    condition = (
+      !strcontains(aws_iam_role_policy.session_manager.policy, "Parameter")
+      && !strcontains(aws_iam_role_policy.session_manager.policy, "ssm:*")
+      && jsondecode(aws_iam_role_policy.session_manager.policy).Statement[0].Action == "ssm:UpdateInstanceInformation"
+    )
+    error_message = "the instance role grants more than Session Manager: ${aws_iam_role_policy.session_manager.policy}"
+  }
 }
 
 run "read_back" {

@@ -52,7 +52,9 @@ def as_list(value) -> list:
 
 
 def assert_backup_bucket_is_private_and_the_only_one_the_vm_can_use(aws_env: dict, bucket: str, role: str) -> None:
-    """Read the bucket and the role back from the (emulated) API."""
+    """Read the bucket and the role back from the (emulated) API: the role may use
+    this bucket and Session Manager, nothing else."""
+    session = f"{role.removesuffix('-instance')}-session-manager"
     done = subprocess.run(
         [str(INFRA_BIN / "python"), str(Path(__file__).with_name("read_backup_bucket.py")), bucket, role],
         env=aws_env | {"AWS_DEFAULT_REGION": aws_env["AWS_REGION"]},  # boto3 reads this one
@@ -74,8 +76,17 @@ def assert_backup_bucket_is_private_and_the_only_one_the_vm_can_use(aws_env: dic
     assert deny["Effect"] == "Deny"
     assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 
-    (policy,) = facts["role_policies"]
-    statements = policy["Statement"]
+    assert facts["attached_policies"] == []  # no managed policy, AmazonSSMManagedInstanceCore included
+    assert sorted(facts["role_policies"]) == sorted([f"{role.removesuffix('-instance')}-backup-bucket", session])
+    session_actions = {a for s in facts["role_policies"][session]["Statement"] for a in as_list(s["Action"])}
+    assert session_actions == {
+        "ssm:UpdateInstanceInformation",
+        "ssmmessages:CreateControlChannel",
+        "ssmmessages:CreateDataChannel",
+        "ssmmessages:OpenControlChannel",
+        "ssmmessages:OpenDataChannel",
+    }
+    statements = facts["role_policies"][f"{role.removesuffix('-instance')}-backup-bucket"]["Statement"]
     assert {r for s in statements for r in as_list(s["Resource"])} == {
         f"arn:aws:s3:::{bucket}",
         f"arn:aws:s3:::{bucket}/*",
