@@ -57,7 +57,8 @@ def load_endpoints(settings: Settings) -> dict[str, Endpoint]:
 
 
 def load_victoriametrics() -> VictoriaMetrics:
-    """VictoriaMetrics from ``victoriametrics_default``: HTTP at host:port, Graphite port in extra."""
+    """VictoriaMetrics from ``victoriametrics_default``: HTTP at host:port, Graphite port in
+    extra, the admin key (for /internal/force_flush) as password."""
     conn = _connection(VICTORIAMETRICS_CONN_ID)
     if conn is None:
         log.info("connection %s is not set; using %s", VICTORIAMETRICS_CONN_ID, VICTORIAMETRICS_DEFAULT_URL)
@@ -71,4 +72,4 @@ def load_victoriametrics() -> VictoriaMetrics:
             'such as {"graphite_port": 2003}'
         )
     url = base_url(conn.host, conn.schema, conn.port or 8428, VICTORIAMETRICS_DEFAULT_URL)
-    return VictoriaMetrics(url, graphite_port=port)
+    return VictoriaMetrics(url, graphite_port=port, admin_key=conn.password or None)

@@ -9,7 +9,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from btc_usd import graphite
 from btc_usd.graphite import Sample
@@ -27,11 +27,13 @@ def selector(name: str, **labels: str) -> str:
 
 @dataclass(frozen=True)
 class VictoriaMetrics:
-    """A VictoriaMetrics single node: HTTP API at ``url``, Graphite on ``graphite_port``."""
+    """A VictoriaMetrics single node: HTTP API at ``url``, Graphite on ``graphite_port``;
+    ``admin_key`` is its -forceFlushAuthKey, when it has one."""
 
     url: str
     graphite_port: int = 2003
     timeout: float = 10.0
+    admin_key: str | None = field(default=None, repr=False)
 
     @property
     def host(self) -> str:
@@ -72,8 +74,9 @@ class VictoriaMetrics:
     def flush(self) -> None:
         """Make the points received so far searchable now rather than within a
         second or so (/internal/force_flush). Only a speed-up: errors are ignored."""
+        query = f"?{urllib.parse.urlencode({'authKey': self.admin_key})}" if self.admin_key else ""
         try:
-            with urllib.request.urlopen(f"{self.url}/internal/force_flush", timeout=self.timeout):  # noqa: S310 - URL comes from a Connection
+            with urllib.request.urlopen(f"{self.url}/internal/force_flush{query}", timeout=self.timeout):  # noqa: S310 - URL comes from a Connection
                 pass
         except (urllib.error.URLError, OSError):
             pass

@@ -6,6 +6,7 @@ with its data in a temporary folder, and is stopped by the test that started it.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -75,9 +76,11 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 class VictoriaMetricsServer:
-    """``victoria-metrics`` with the flags the DAG relies on (docs/pipeline.md)."""
+    """``victoria-metrics`` with the flags the DAG relies on (docs/pipeline.md), its admin
+    APIs behind ``ADMIN_KEY`` as the deployment sets them."""
 
     BINARY = shutil.which("victoria-metrics") or "/usr/bin/victoria-metrics"
+    ADMIN_KEY = "integration-admin-key-0123456789abcdef"
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
@@ -94,6 +97,8 @@ class VictoriaMetricsServer:
             f"-graphiteListenAddr=127.0.0.1:{self.graphite_port}",
             "-retentionPeriod=100y",
             "-dedup.minScrapeInterval=1s",
+            f"-deleteAuthKey={self.ADMIN_KEY}",
+            f"-forceFlushAuthKey={self.ADMIN_KEY}",
         ]
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
@@ -110,7 +115,16 @@ class VictoriaMetricsServer:
             return reply.status == 200
 
     def connection(self) -> str:
-        return f'{{"conn_type": "http", "host": "127.0.0.1", "port": {self.http_port}, "schema": "http", "extra": {{"graphite_port": {self.graphite_port}}}}}'
+        return json.dumps(
+            {
+                "conn_type": "http",
+                "host": "127.0.0.1",
+                "port": self.http_port,
+                "schema": "http",
+                "password": self.ADMIN_KEY,
+                "extra": {"graphite_port": self.graphite_port},
+            }
+        )
 
     def stop(self) -> None:
         if self.proc:

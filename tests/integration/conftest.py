@@ -36,7 +36,7 @@ def vm_server(tmp_path: Path) -> Iterator[VictoriaMetricsServer]:
 
 @pytest.fixture
 def vm(vm_server: VictoriaMetricsServer) -> VictoriaMetrics:
-    return VictoriaMetrics(vm_server.url, graphite_port=vm_server.graphite_port)
+    return VictoriaMetrics(vm_server.url, graphite_port=vm_server.graphite_port, admin_key=vm_server.ADMIN_KEY)
 
 
 @pytest.fixture

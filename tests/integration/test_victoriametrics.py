@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import socket
+import urllib.error
+import urllib.parse
+import urllib.request
 
 import pytest
 
@@ -58,3 +61,22 @@ def test_unreachable_victoriametrics_is_a_storage_error() -> None:
         down.write([rate(1.0)])
     with pytest.raises(StorageError, match="cannot read from VictoriaMetrics"):
         down.export(selector("exchange_rate"), T, T + 1)
+
+
+def status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as reply:  # noqa: S310 - our own loopback URL
+            return reply.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_admin_apis_need_the_key_the_client_sends(vm: VictoriaMetrics) -> None:
+    vm.write_and_verify([rate(3.5)])
+    everything = urllib.parse.urlencode({"match[]": '{__name__=~".+"}'})
+    # VictoriaMetrics answers 400 or 401 depending on the API; neither acts.
+    assert status(f"{vm.url}/api/v1/admin/tsdb/delete_series?{everything}") in (400, 401)
+    assert status(f"{vm.url}/api/v1/admin/tsdb/delete_series?{everything}&authKey=guess") in (400, 401)
+    assert status(f"{vm.url}/internal/force_flush") in (400, 401)
+    assert status(f"{vm.url}/internal/force_flush?authKey={vm.admin_key}") == 200
+    assert vm.missing([rate(3.5)]) == []  # nothing was deleted

@@ -23,6 +23,7 @@ GOOD = {
     "airflow_fernet_key": "xk3HnbE4m6Cw2tG7s1QAVu0pJZ9yR5dLfT8oWqKcM-I=",
     "grafana_admin_password": "Qe4Rt6Yu8Io2Pa",
     "mysql_exporter_password": "Zx1Cv3Bn5Mm7Lk9Jh2Gf",
+    "victoriametrics_admin_key": "Pq9Wo8Ei7Ru6Ty5Yu4Ui3Oi2Pa1Sd0Fg",
 }
 
 
