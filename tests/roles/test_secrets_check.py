@@ -24,6 +24,7 @@ GOOD = {
     "grafana_admin_password": "Qe4Rt6Yu8Io2Pa",
     "mysql_exporter_password": "Zx1Cv3Bn5Mm7Lk9Jh2Gf",
     "victoriametrics_admin_key": "Pq9Wo8Ei7Ru6Ty5Yu4Ui3Oi2Pa1Sd0Fg",
+    "alertmanager_web_password": "Mn8Bv7Cx6Zl5Kj4Hg3Fd2Sa1Qw0Er9Ty",
 }
 
 
