@@ -1,7 +1,20 @@
 #!/bin/bash
 # First start: initialise the data directory, set the root password, create the
 # application database and user, run /docker-entrypoint-initdb.d/*.sql.
+# Like the official image, VAR_FILE names a file holding VAR (a Docker secret).
 set -euo pipefail
+
+for var in MYSQL_ROOT_PASSWORD MYSQL_PASSWORD; do
+  file_var="${var}_FILE"
+  if [ -n "${!file_var:-}" ]; then
+    if [ -n "${!var:-}" ]; then
+      echo "docker-entrypoint: both $var and $file_var are set; set one" >&2
+      exit 1
+    fi
+    export "$var=$(cat "${!file_var}")"
+    unset "$file_var"
+  fi
+done
 
 if [ "${1:0:1}" = "-" ]; then set -- mysqld "$@"; fi
 if [ "$1" != "mysqld" ]; then exec "$@"; fi
