@@ -74,8 +74,8 @@ def _fetch(url: str, params: dict[str, str] | None, timeout: float, expired: thr
         outcome["body"] = _read_body(url, params, timeout, expired)
     except FetchError as exc:
         outcome["error"] = exc
-    except requests.Timeout:
-        outcome["error"] = FetchError(f"timed out after {timeout:g} s")
+    except requests.Timeout:  # the socket's share of the same deadline
+        outcome["error"] = FetchError(f"no complete reply within {timeout:g} s")
     except requests.ConnectionError as exc:
         outcome["error"] = FetchError(f"cannot connect: {_root_cause(exc)}")
     except Exception as exc:  # whatever a hostile reply triggers is this source's failure

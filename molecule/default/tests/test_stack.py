@@ -68,7 +68,8 @@ def test_only_the_proxy_publishes_ports(host):
 def test_internal_services_not_reachable_from_outside_the_network(host, name, port):
     # Positive control: the stack's own network reaches the service.
     inside = run_probe(host, "btc-usd-stack", f"http://{name}:{port}/")
-    assert inside.rc in (0, 8), f"{name}:{port} unreachable even inside the network: {inside.stderr}"
+    # wget: 8 = an HTTP error, 6 = an authentication challenge (Alertmanager); both are answers.
+    assert inside.rc in (0, 6, 8), f"{name}:{port} unreachable even inside the network: {inside.stderr}"
     # Another Docker network cannot, even by IP.
     ip = inspect(host, name)["NetworkSettings"]["Networks"]["btc-usd-stack"]["IPAddress"]
     outside = run_probe(host, "bridge", f"http://{ip}:{port}/")
@@ -161,20 +162,24 @@ def test_victoriametrics_flags(host):
 
 
 @pytest.mark.parametrize(
-    ("path", "owner"),
+    ("path", "owner", "mode"),
     [
-        (f"{DATA}/airflow/airflow.env", "root"),
-        (f"{DATA}/mysql/mysql.env", "root"),
-        (f"{DATA}/backups/backup.env", "root"),
-        (f"{DATA}/airflow/config/simple_auth_manager_passwords.json", "50000"),
+        (f"{DATA}/airflow/airflow.env", "root", 0o600),
+        (f"{DATA}/mysql/mysql.env", "root", 0o600),
+        (f"{DATA}/backups/backup.env", "root", 0o600),
+        (f"{DATA}/airflow/config/simple_auth_manager_passwords.json", "50000", 0o600),
+        (f"{DATA}/secrets/mysql/mysql_root_password", "root", 0o400),
+        (f"{DATA}/secrets/airflow-scheduler/sql_alchemy_conn", "50000", 0o400),
+        (f"{DATA}/secrets/mysqld-exporter/my.cnf", "nobody", 0o400),
+        (f"{DATA}/alertmanager/etc/web.yml", "nobody", 0o400),
     ],
 )
-def test_secret_files_are_private(host, path, owner):
+def test_secret_files_are_private(host, path, owner, mode):
     with host.sudo():
         f = host.file(path)
         assert f.exists
         assert owner in (f.user, str(f.uid))
-        assert f.mode == 0o600
+        assert f.mode == mode
 
 
 def test_backups_are_private_and_taken_at_start(host):
@@ -235,10 +240,12 @@ def test_security_updates_and_time_sync(host):
     assert host.package("chrony").is_installed
 
 
-def query_json(host, container: str, port: int, path: str) -> dict:
-    """GET a JSON API of a stack container from the host, over the Docker network."""
+def query_json(host, container: str, port: int, path: str, user: str = "") -> dict:
+    """GET a JSON API of a stack container from the host, over the Docker network
+    (``user`` is ``name:password`` for basic auth)."""
     ip = inspect(host, container)["NetworkSettings"]["Networks"]["btc-usd-stack"]["IPAddress"]
-    return json.loads(host.check_output(f"curl -fsS 'http://{ip}:{port}{path}'"))
+    auth = f"-u '{user}' " if user else ""
+    return json.loads(host.check_output(f"curl -fsS {auth}'http://{ip}:{port}{path}'"))
 
 
 def test_every_scrape_target_up(host):
@@ -272,5 +279,6 @@ def test_vmalert_loaded_every_rule(host):
 
 
 def test_alertmanager_config_loaded(host):
-    status = query_json(host, "alertmanager", 9093, "/api/v2/status")
+    password = (SECRETS / "alertmanager_web_password").read_text().strip()
+    status = query_json(host, "alertmanager", 9093, "/api/v2/status", user=f"stack:{password}")
     assert "oncall@example.test" in status["config"]["original"]
