@@ -11,11 +11,11 @@ import time
 
 import pytest
 
-from harness.docker import docker, wait_healthy
+from harness.docker import docker, mysql_root, wait_healthy
 from harness.molecule import molecule, tail
 from harness.s3 import s3_keys
 from harness.services import wait_until
-from harness.settings import DATA, LOGS, RATE_DAG, S3_PREFIX, secret
+from harness.settings import DATA, LOGS, RATE_DAG, S3_PREFIX
 from harness.vm import vm_points, vm_query
 
 DAG = RATE_DAG
@@ -83,16 +83,7 @@ def test_restore_drill_brings_back_every_point_and_run(airflow_api, paused, figu
     for child in (DATA / "victoriametrics").iterdir():
         shutil.rmtree(child) if child.is_dir() else child.unlink()
     docker("start", "victoriametrics")
-    docker(
-        "exec",
-        "-e",
-        f"MYSQL_PWD={secret('mysql_root_password')}",
-        "mysql",
-        "mysql",
-        "-uroot",
-        "-e",
-        "DROP DATABASE airflow",
-    )
+    mysql_root("-e", "DROP DATABASE airflow")
     wait_healthy(["victoriametrics"], timeout=120)
     assert all_rates() == set(), "the series survived the wipe: the drill would prove nothing"
 

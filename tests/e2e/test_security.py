@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from harness.docker import container_ip, docker
+from harness.docker import container_ip, docker, mysql_root
 from harness.settings import BASE_URL, CA_FILE, SECRETS, secret
 
 AIRFLOW_CONTAINERS = ["airflow-scheduler", "airflow-api-server", "airflow-dag-processor"]
@@ -87,17 +87,7 @@ def test_a_task_container_cannot_rewrite_history_mute_alerts_or_be_root(stack, c
 
 def test_mysql_root_still_works_inside_its_container(stack) -> None:
     """The control for the refusal above: the password is right, the host is not."""
-    out = docker(
-        "exec",
-        "-e",
-        f"MYSQL_PWD={secret('mysql_root_password')}",
-        "mysql",
-        "mysql",
-        "-uroot",
-        "-N",
-        "-e",
-        "SELECT host FROM mysql.user WHERE user = 'root'",
-    )
+    out = mysql_root("-N", "-e", "SELECT host FROM mysql.user WHERE user = 'root'")
     assert out.split() == ["localhost"]
 
 

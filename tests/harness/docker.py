@@ -11,11 +11,16 @@ import time
 from pathlib import Path
 
 from harness.services import wait_until
-from harness.settings import LABEL, NETWORK, REPO
+from harness.settings import LABEL, NETWORK, REPO, secret
 
 
 def docker(*args: str) -> str:
     return subprocess.run(["docker", *args], check=True, capture_output=True, text=True).stdout
+
+
+def mysql_root(*args: str) -> str:
+    """The mysql client as root, inside the MySQL container (root exists only there)."""
+    return docker("exec", "-e", f"MYSQL_PWD={secret('mysql_root_password')}", "mysql", "mysql", "-uroot", *args)
 
 
 def inspect(name: str) -> dict:

@@ -171,7 +171,7 @@ def test_victoriametrics_flags(host):
         (f"{DATA}/secrets/mysql/mysql_root_password", "root", 0o400),
         (f"{DATA}/secrets/airflow-scheduler/sql_alchemy_conn", "50000", 0o400),
         (f"{DATA}/secrets/mysqld-exporter/my.cnf", "nobody", 0o400),
-        (f"{DATA}/alertmanager/etc/web.yml", "nobody", 0o400),
+        (f"{DATA}/secrets/alertmanager/web.yml", "nobody", 0o400),
     ],
 )
 def test_secret_files_are_private(host, path, owner, mode):
