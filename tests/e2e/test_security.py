@@ -5,16 +5,32 @@ from __future__ import annotations
 import json
 import ssl
 import subprocess
+import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
 
 import pytest
 
-from harness.docker import container_ip, docker, mysql_root
+from harness.docker import container_ip, docker, inspect, mysql_root, stack_containers
 from harness.settings import BASE_URL, CA_FILE, SECRETS, secret
 
 AIRFLOW_CONTAINERS = ["airflow-scheduler", "airflow-api-server", "airflow-dag-processor"]
+# Where each stack service listens, for the reachability matrix.
+PORTS = {
+    "mysql": 3306,
+    "victoriametrics": 8428,
+    "airflow-api-server": 8080,
+    "grafana": 3000,
+    "alertmanager": 9093,
+    "vmalert": 8880,
+    "node-exporter": 9100,
+    "mysqld-exporter": 9104,
+    "blackbox-exporter": 9115,
+    "statsd-exporter": 9102,
+    "proxy": 443,
+}
 
 # Run inside an Airflow container with its own Python: every internal API a task
 # could abuse, without credentials, and MySQL as root with root's real password.
@@ -25,10 +41,12 @@ import MySQLdb
 def status(method, url, body=None):
     request = urllib.request.Request(url, data=body, method=method, headers={"Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(request, timeout=10) as reply:
+        with urllib.request.urlopen(request, timeout=5) as reply:
             return reply.status
     except urllib.error.HTTPError as exc:
         return exc.code
+    except OSError:  # no such name on this container's networks, or no route
+        return "unreachable"
 
 def text(url):
     try:
@@ -36,8 +54,11 @@ def text(url):
             return reply.read(400).decode(errors="replace")
     except urllib.error.HTTPError as exc:
         return exc.read(400).decode(errors="replace")
+    except OSError:
+        return ""
 
 vm, am = "http://victoriametrics:8428", "http://alertmanager:9093"
+am_by_ip = "http://" + sys.argv[2] + ":9093"
 silence = json.dumps({"matchers": [{"name": "alertname", "value": ".+", "isRegex": True}],
                       "startsAt": "2026-01-01T00:00:00Z", "endsAt": "2099-01-01T00:00:00Z",
                       "createdBy": "task", "comment": "mute everything"}).encode()
@@ -51,6 +72,7 @@ found = {
     "alertmanager_silences": status("GET", am + "/api/v2/silences"),
     "alertmanager_new_silence": status("POST", am + "/api/v2/silences", silence),
     "alertmanager_alerts": status("GET", am + "/api/v2/alerts"),
+    "alertmanager_by_ip": status("GET", am_by_ip + "/api/v2/silences"),
 }
 try:
     MySQLdb.connect(host="mysql", user="root", passwd=sys.argv[1], connect_timeout=10).close()
@@ -71,18 +93,139 @@ def series_count() -> int:
 @pytest.mark.parametrize("container", AIRFLOW_CONTAINERS)
 def test_a_task_container_cannot_rewrite_history_mute_alerts_or_be_root(stack, container) -> None:
     before = series_count()
-    out = docker("exec", container, "python3", "-c", PROBE, secret("mysql_root_password"))
+    out = docker("exec", container, "python3", "-c", PROBE, secret("mysql_root_password"), container_ip("alertmanager"))
     found = json.loads(out.splitlines()[-1])
-    assert found["delete_series"] in (400, 401), found  # -deleteAuthKey
-    assert found["force_merge"] in (400, 401), found  # -forceMergeAuthKey
-    # -snapshotAuthKey: VictoriaMetrics answers 200 with the refusal in the body.
-    assert found["snapshot_create"] != 200 or "invalid authKey" in found["snapshot_create_body"], found
-    assert found["snapshot_list"] != 200 or "invalid authKey" in found["snapshot_list_body"], found
-    assert found["alertmanager_silences"] == 401, found  # --web.config.file
-    assert found["alertmanager_new_silence"] == 401, found
-    assert found["alertmanager_alerts"] == 401, found
+    if container == "airflow-scheduler":  # it runs the tasks, which write there
+        assert found["delete_series"] in (400, 401), found  # -deleteAuthKey
+        assert found["force_merge"] in (400, 401), found  # -forceMergeAuthKey
+        # -snapshotAuthKey: VictoriaMetrics answers 200 with the refusal in the body.
+        assert found["snapshot_create"] != 200 or "invalid authKey" in found["snapshot_create_body"], found
+        assert found["snapshot_list"] != 200 or "invalid authKey" in found["snapshot_list_body"], found
+    else:  # not on the time-series network at all
+        assert {found[k] for k in ("delete_series", "force_merge", "snapshot_list")} == {"unreachable"}, found
+    # Alertmanager is on the monitoring network only (and needs --web.config.file's login).
+    for key in ("alertmanager_silences", "alertmanager_new_silence", "alertmanager_alerts", "alertmanager_by_ip"):
+        assert found[key] == "unreachable", found
     assert found["mysql_root"] == 1045, found  # root exists only at localhost, inside the MySQL container
     assert series_count() >= before > 0
+
+
+# TCP connect from inside a container to each address given as host:port; prints {address: reachable}.
+CONNECT = """
+import json, socket, sys
+found = {}
+for address in sys.argv[1:]:
+    host, port = address.rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=2).close()
+        found[address] = True
+    except OSError:
+        found[address] = False
+print(json.dumps(found))
+"""
+
+
+def test_the_task_container_reaches_only_what_the_dag_uses(stack) -> None:
+    """The scheduler runs the tasks on internet replies: it reaches MySQL, Airflow's API
+    and VictoriaMetrics, and no other service on any of its addresses. The exporters that
+    share the database network (mysqld reads MySQL, statsd receives Airflow's metrics)
+    answer it too: they serve metrics and need no login."""
+    needed = {"mysql", "airflow-api-server", "victoriametrics"}
+    shared = {"mysqld-exporter", "statsd-exporter"}
+    addresses = {}
+    for name in stack_containers():
+        if name not in PORTS:
+            continue
+        for network in inspect(name)["NetworkSettings"]["Networks"].values():
+            addresses[f"{network['IPAddress']}:{PORTS[name]}"] = name
+    assert needed | {"alertmanager", "vmalert", "proxy"} <= set(addresses.values())
+    out = docker("exec", "airflow-scheduler", "python3", "-c", CONNECT, *addresses)
+    found = json.loads(out.splitlines()[-1])
+    reached = {addresses[a] for a, ok in found.items() if ok}
+    assert needed <= reached <= needed | shared, {a: (addresses[a], ok) for a, ok in found.items()}
+
+
+METADATA = "169.254.169.254"
+METADATA_NS = "btc-usd-fake-imds"
+# GET the metadata service from inside a container; prints the status or "unreachable".
+GET_METADATA = f"""
+import urllib.request
+try:
+    with urllib.request.urlopen("http://{METADATA}/latest/", timeout=3) as reply:
+        print(reply.status)
+except OSError:
+    print("unreachable")
+"""
+
+
+def ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=30)
+
+
+# Answers every GET with 200 (socketserver's TCPServer: no reverse DNS lookup at bind).
+METADATA_SERVER = f"""
+import http.server, socketserver
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"ami-id\\n")
+
+    def log_message(self, *args):
+        pass
+
+socketserver.TCPServer(("{METADATA}", 80), Handler).serve_forever()
+"""
+
+
+@pytest.fixture
+def fake_metadata_service():
+    """169.254.169.254 in a network namespace of its own, routed from the host through a
+    veth pair: containers' traffic to it is forwarded, as to the real service on AWS, so
+    it passes Docker's DOCKER-USER chain."""
+    ip("netns", "add", METADATA_NS)
+    try:
+        ip("link", "add", "btc-imds-h", "type", "veth", "peer", "name", "btc-imds-n")
+        ip("link", "set", "btc-imds-n", "netns", METADATA_NS)
+        ip("addr", "add", "169.254.169.1/32", "dev", "btc-imds-h")
+        ip("link", "set", "btc-imds-h", "up")
+        ip("route", "add", f"{METADATA}/32", "dev", "btc-imds-h")
+        inside = ["netns", "exec", METADATA_NS, "ip"]
+        ip(*inside, "addr", "add", f"{METADATA}/32", "dev", "btc-imds-n")
+        ip(*inside, "link", "set", "btc-imds-n", "up")
+        ip(*inside, "route", "add", "169.254.169.1/32", "dev", "btc-imds-n")
+        ip(*inside, "route", "add", "default", "via", "169.254.169.1")
+        server = subprocess.Popen(
+            ["ip", "netns", "exec", METADATA_NS, sys.executable, "-c", METADATA_SERVER],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            for _ in range(50):  # the control: the host itself reaches it (not forwarded)
+                try:
+                    with urllib.request.urlopen(f"http://{METADATA}/latest/", timeout=1) as reply:
+                        assert reply.status == 200
+                    break
+                except OSError:
+                    time.sleep(0.1)
+            else:
+                pytest.fail("the fake metadata service did not answer the host within 5 s")
+            yield
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+    finally:
+        subprocess.run(["ip", "netns", "del", METADATA_NS], check=False, timeout=30)
+
+
+def test_only_the_backup_reaches_the_instance_metadata_service(stack, fake_metadata_service) -> None:
+    """The instance role's credentials are for the backup's S3 uploads; the firewall's
+    DOCKER-USER rule drops every other container's traffic to the metadata service."""
+    found = {
+        name: docker("exec", name, "python3", "-c", GET_METADATA).strip() for name in ("backup", *AIRFLOW_CONTAINERS)
+    }
+    assert found == {"backup": "200"} | dict.fromkeys(AIRFLOW_CONTAINERS, "unreachable"), found
 
 
 def test_mysql_root_still_works_inside_its_container(stack) -> None:

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from harness.services import wait_until
-from harness.settings import LABEL, NETWORK, REPO, secret
+from harness.settings import LABEL, REPO, secret
 
 
 def docker(*args: str) -> str:
@@ -28,7 +28,9 @@ def inspect(name: str) -> dict:
 
 
 def container_ip(name: str) -> str:
-    return inspect(name)["NetworkSettings"]["Networks"][NETWORK]["IPAddress"]
+    """The address of ``name`` on its first network; the host reaches every stack network."""
+    networks = inspect(name)["NetworkSettings"]["Networks"]
+    return next(iter(networks.values()))["IPAddress"]
 
 
 def stack_containers() -> list[str]:

@@ -14,7 +14,6 @@ LOGS = REPO / ".build" / "molecule"
 SECRETS = LOGS / "secrets"
 CA_FILE = DATA / "proxy/data/caddy/pki/authorities/local/root.crt"
 BASE_URL = "https://127.0.0.1"
-NETWORK = "btc-usd-stack"
 LABEL = "org.btc-usd-stack.component"
 
 # Fakes on the host the deployed containers reach through host.docker.internal.

@@ -36,6 +36,12 @@ def inspect(host, name: str) -> dict:
         return json.loads(host.check_output(f"docker inspect {name}"))[0]
 
 
+def first_network(host, name: str) -> tuple[str, str]:
+    """The name of the first network ``name`` is on, and its address there."""
+    network, settings = next(iter(inspect(host, name)["NetworkSettings"]["Networks"].items()))
+    return network, settings["IPAddress"]
+
+
 def run_probe(host, network: str, url: str):
     """wget ``url`` from a throwaway container on ``network``."""
     with host.sudo():
@@ -67,11 +73,11 @@ def test_only_the_proxy_publishes_ports(host):
 @pytest.mark.parametrize(("name", "port"), INTERNAL.items())
 def test_internal_services_not_reachable_from_outside_the_network(host, name, port):
     # Positive control: the stack's own network reaches the service.
-    inside = run_probe(host, "btc-usd-stack", f"http://{name}:{port}/")
+    network, ip = first_network(host, name)
+    inside = run_probe(host, network, f"http://{name}:{port}/")
     # wget: 8 = an HTTP error, 6 = an authentication challenge (Alertmanager); both are answers.
     assert inside.rc in (0, 6, 8), f"{name}:{port} unreachable even inside the network: {inside.stderr}"
     # Another Docker network cannot, even by IP.
-    ip = inspect(host, name)["NetworkSettings"]["Networks"]["btc-usd-stack"]["IPAddress"]
     outside = run_probe(host, "bridge", f"http://{ip}:{port}/")
     assert outside.rc not in (0, 8), f"{name} answered a container outside the stack network"
     # Nothing listens for it on the host.
@@ -216,10 +222,14 @@ def test_firewall_drops_inbound_by_default(host):
             for port in (22, 80, 443):
                 assert f"--dport {port} " in rules
         docker_user = host.check_output("iptables -S DOCKER-USER").splitlines()
-    drops = [r for r in docker_user if r.endswith("-j DROP")]
+    drops = [r for r in docker_user if r.endswith("-j DROP") and "unpublished" in r]
     assert len(drops) == 1
     # The DROP comes after the published ports' RETURNs and before Docker's final RETURN.
     assert docker_user.index(drops[0]) == len(docker_user) - 2
+    # Containers' traffic to the metadata service is dropped, but from the backup's network.
+    metadata = [r for r in docker_user if "-d 169.254.169.254/32" in r]
+    assert [r.split(" -j ")[-1] for r in metadata] == ["RETURN", "DROP"], metadata
+    assert "-s 10.255.254.0/28" in metadata[0]
 
 
 def test_ssh_hardened(host):
@@ -243,7 +253,7 @@ def test_security_updates_and_time_sync(host):
 def query_json(host, container: str, port: int, path: str, user: str = "") -> dict:
     """GET a JSON API of a stack container from the host, over the Docker network
     (``user`` is ``name:password`` for basic auth)."""
-    ip = inspect(host, container)["NetworkSettings"]["Networks"]["btc-usd-stack"]["IPAddress"]
+    _, ip = first_network(host, container)
     auth = f"-u '{user}' " if user else ""
     return json.loads(host.check_output(f"curl -fsS {auth}'http://{ip}:{port}{path}'"))
 
