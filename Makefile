@@ -78,8 +78,8 @@ dev: deps ## Set up the development environment (.venv/bin/airflow and the test 
 
 .PHONY: lint
 lint: $(VENV)/.installed ## Lint Python (ruff, with Airflow's AIR rules) and YAML
-	$(BIN)/ruff check dags tests molecule bench
-	$(BIN)/ruff format --check dags tests molecule bench
+	$(BIN)/ruff check dags tests molecule bench roles
+	$(BIN)/ruff format --check dags tests molecule bench roles
 	$(BIN)/yamllint --strict .
 	terraform fmt -check -recursive terraform
 

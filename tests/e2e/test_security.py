@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import ssl
 import subprocess
 import sys
@@ -13,8 +14,9 @@ import urllib.request
 
 import pytest
 
+from harness.airflow_api import AirflowAPI
 from harness.docker import container_ip, docker, inspect, mysql_root, stack_containers
-from harness.settings import BASE_URL, CA_FILE, SECRETS, secret
+from harness.settings import BASE_URL, CA_FILE, RATE_DAG, SECRETS, secret
 
 AIRFLOW_CONTAINERS = ["airflow-scheduler", "airflow-api-server", "airflow-dag-processor"]
 # Where each stack service listens, for the reachability matrix.
@@ -245,6 +247,60 @@ def proxy_status(method: str, path: str) -> tuple[int, str]:
         return exc.code, exc.read(200).decode(errors="replace")
 
 
+def token_request(password: str) -> tuple[int, dict]:
+    """POST /airflow/auth/token through the proxy as admin: the status and the headers."""
+    context = ssl.create_default_context(cafile=str(CA_FILE))
+    body = json.dumps({"username": "admin", "password": password}).encode()
+    request = urllib.request.Request(  # noqa: S310 - the stack's proxy
+        f"{BASE_URL}/airflow/auth/token", data=body, method="POST", headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30, context=context) as reply:  # noqa: S310 - the stack's proxy
+            return reply.status, dict(reply.headers)
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers)
+
+
+def test_logins_are_rate_limited_per_client(stack) -> None:
+    """A client gets 5 login attempts per 40 s (airflow_login_rate_limit): wrong passwords
+    are 401 until the attempts are used up, then even the right one is 429, unread, until
+    Retry-After has passed."""
+    statuses = []
+    for _ in range(6):  # earlier logins of this run may already count in the window
+        statuses.append(token_request("not-the-password")[0])
+        if statuses[-1] == 429:
+            break
+    assert statuses[-1] == 429, statuses
+    assert set(statuses[:-1]) <= {401}, statuses
+    status, headers = token_request(secret("airflow_admin_password"))
+    assert status == 429, status
+    wait = int(headers["Retry-After"])
+    assert 0 < wait <= 40, headers
+    time.sleep(wait + 1)
+    assert token_request(secret("airflow_admin_password"))[0] == 201
+
+
+@pytest.fixture
+def viewer():
+    """An Airflow user with the Viewer role (FAB), removed afterwards."""
+    name, password = "e2e-viewer", secrets.token_urlsafe(24)
+    cli = ["exec", "airflow-api-server", "airflow", "users"]
+    docker(*cli, "create", "--role", "Viewer", "--username", name, "--email", "viewer@localhost",
+           "--firstname", "E2E", "--lastname", "Viewer", "--password", password)  # fmt: skip
+    docker(*cli, "reset-password", "--username", name, "--password", password)  # when it was left behind
+    yield AirflowAPI(name, password)
+    docker(*cli, "delete", "--username", name)
+
+
+def test_a_viewer_reads_but_cannot_change(stack, viewer) -> None:
+    """Users and roles are real: the FAB auth manager lets a Viewer read a DAG, not pause it."""
+    api = viewer.login()
+    assert api.request("GET", f"/api/v2/dags/{RATE_DAG}")["dag_id"] == RATE_DAG
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        api.request("PATCH", f"/api/v2/dags/{RATE_DAG}", {"is_paused": True})
+    assert refused.value.code == 403
+
+
 @pytest.mark.parametrize(
     ("method", "path"),
     [
@@ -296,10 +352,10 @@ def test_docker_inspect_shows_no_secret(stack) -> None:
     """Secrets reach the containers as files in /run/secrets, never in their environment,
     command or labels. One exception, stated: Debian's VictoriaMetrics 1.79 takes its
     admin key on the command line only (the official image reads it from a file)."""
-    secrets = {path.name: path.read_text().strip() for path in SECRETS.iterdir() if path.is_file()}
-    secrets["alphavantage_api_key"] = "e2e-test-key"  # molecule.yml
-    secrets["s3_secret_access_key"] = "moto-e2e"  # noqa: S105 - molecule.yml's value, looked for
-    assert len(secrets) >= 11
+    known = {path.name: path.read_text().strip() for path in SECRETS.iterdir() if path.is_file()}
+    known["alphavantage_api_key"] = "e2e-test-key"  # molecule.yml
+    known["s3_secret_access_key"] = "moto-e2e"  # noqa: S105 - molecule.yml's value, looked for
+    assert len(known) >= 11
     leaks = []
     for name in docker("ps", "-a", "--format", "{{.Names}}").split():
         config = json.loads(docker("inspect", name))[0]
@@ -307,5 +363,5 @@ def test_docker_inspect_shows_no_secret(stack) -> None:
             config["Args"] = [arg for arg in config["Args"] if "AuthKey=" not in arg]
             config["Config"]["Cmd"] = config["Args"]
         text = json.dumps(config)
-        leaks += [f"{name}: {secret}" for secret, value in secrets.items() if value in text]
+        leaks += [f"{name}: {secret}" for secret, value in known.items() if value in text]
     assert leaks == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import ssl
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
@@ -35,8 +36,18 @@ class AirflowAPI:
             return json.loads(resp.read() or b"{}")
 
     def login(self) -> AirflowAPI:
+        """Get a token; when the API server's login rate limit answers 429, wait as
+        long as its Retry-After says (at most 3 times), like any well-behaved client."""
         self.token = ""
         body = {"username": self.username, "password": self.password}
+        for _ in range(3):
+            try:
+                self.token = self.request("POST", "/auth/token", body)["access_token"]
+                return self
+            except urllib.error.HTTPError as exc:
+                if exc.code != 429:
+                    raise
+                time.sleep(min(int(exc.headers.get("Retry-After", "10")), 60))
         self.token = self.request("POST", "/auth/token", body)["access_token"]
         return self
 
