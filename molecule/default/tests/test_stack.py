@@ -156,8 +156,10 @@ def test_airflow_db_user_cannot_touch_other_schemas(host, sql):
 
 
 def test_mysql_settings_for_airflow(host):
-    out = mysql_as_airflow(host, "SELECT @@character_set_server, @@explicit_defaults_for_timestamp")
-    assert out.stdout.split() == ["utf8mb4", "1"]
+    out = mysql_as_airflow(
+        host, "SELECT @@character_set_server, @@explicit_defaults_for_timestamp, @@binlog_expire_logs_seconds"
+    )
+    assert out.stdout.split() == ["utf8mb4", "1", "86400"]
 
 
 def test_victoriametrics_flags(host):
@@ -173,7 +175,8 @@ def test_victoriametrics_flags(host):
         (f"{DATA}/airflow/airflow.env", "root", 0o600),
         (f"{DATA}/mysql/mysql.env", "root", 0o600),
         (f"{DATA}/backups/backup.env", "root", 0o600),
-        (f"{DATA}/airflow/config/simple_auth_manager_passwords.json", "50000", 0o600),
+        (f"{DATA}/airflow/admin-login.sha256", "root", 0o600),
+        (f"{DATA}/secrets/airflow-admin/admin_password", "50000", 0o400),
         (f"{DATA}/secrets/mysql/mysql_root_password", "root", 0o400),
         (f"{DATA}/secrets/airflow-scheduler/sql_alchemy_conn", "50000", 0o400),
         (f"{DATA}/secrets/mysqld-exporter/my.cnf", "nobody", 0o400),
