@@ -154,6 +154,11 @@ def backfill_and_query(tmp: Path) -> dict[str, float]:
         server.stop()
 
 
+def save(results: dict[str, object]) -> None:
+    """Write the figures so far: a step that fails later loses none of them."""
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slots", type=int, default=int(os.environ.get("BENCH_SLOTS", "3")))
@@ -168,13 +173,17 @@ def main() -> None:
     results["measured_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     print("converge (idempotent) ...", flush=True)
     results["converge_idempotent_s"] = median([converge(how) for _ in range(2)])
+    save(results)
     print("idle memory (5 readings, 10 s apart) ...", flush=True)
     results["stack_idle_memory_mib"], results["container_idle_memory_mib"] = memory(5, 10)
+    save(results)
     print("DAG parse ...", flush=True)
     results["dag_parse_s"] = dag_parse()
+    save(results)
     print("backfill and the 30-day query ...", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         results |= backfill_and_query(Path(tmp))
+        save(results)
     # On every address: the containers reach the host through its Docker gateway.
     everywhere = "0.0.0.0"  # noqa: S104
     fakes = (
@@ -188,7 +197,7 @@ def main() -> None:
         for fake in fakes:
             fake.stop()
 
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    save(results)
     width = max(len(k) for k in results)
     print()
     for key, value in results.items():
