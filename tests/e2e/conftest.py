@@ -54,6 +54,10 @@ def stack(figures, s3):
     if not keep:
         molecule("destroy", log=LOGS / "destroy-before.log")
         purge_leftover_stack(log=LOGS / "purge-before.log")
+    # Molecule's state outlives sshd (a reboot, a new session): without a reset,
+    # `create` would trust it, skip, and leave nothing listening on port 22.
+    if molecule("reset", log=LOGS / "reset.log")[0] != 0:
+        pytest.fail(f"molecule reset failed; see {LOGS / 'reset.log'}")
     for step in ("create", "converge"):
         rc, seconds = molecule(step, log=LOGS / f"{step}.log")
         if rc != 0:
