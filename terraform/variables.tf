@@ -59,7 +59,7 @@ variable "ssh_public_key" {
 }
 
 variable "instance_type" {
-  description = "EC2 instance type. t3.small (2 vCPU, 2 GiB): the stack idles at about 1.2 GiB without Grafana (make bench); choose t3.medium for more headroom."
+  description = "EC2 instance type. t3.small (2 vCPU, 2 GiB) fits the containers' memory limits (stack_memory_limits, 1.6 GiB) and the OS; a smaller one is refused by make deploy."
   type        = string
   default     = "t3.small"
 

@@ -49,6 +49,23 @@ def memory_mib() -> dict[str, float]:
     return usage
 
 
+def memory_peak_mib() -> dict[str, float]:
+    """Highest memory use of each stack container since it started, in MiB, from
+    its cgroup (v1: memory.max_usage_in_bytes, v2: memory.peak)."""
+    peaks = {}
+    for name in stack_containers():
+        cid = inspect(name)["Id"]
+        candidates = [
+            Path(f"/sys/fs/cgroup/memory/docker/{cid}/memory.max_usage_in_bytes"),
+            Path(f"/sys/fs/cgroup/docker/{cid}/memory.peak"),
+            Path(f"/sys/fs/cgroup/system.slice/docker-{cid}.scope/memory.peak"),
+        ]
+        found = next((path for path in candidates if path.exists()), None)
+        if found is not None:
+            peaks[name] = round(int(found.read_text()) / 2**20, 1)
+    return peaks
+
+
 def wait_healthy(names: list[str], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
