@@ -25,7 +25,7 @@ from btc_usd.model import Pair
 from btc_usd.victoriametrics import VictoriaMetrics
 from fakes.rate_apis import FakeRateAPI
 from harness.airflow_api import AirflowAPI
-from harness.docker import memory_mib
+from harness.docker import memory_limits_mib, memory_mib, memory_peak_mib
 from harness.molecule import molecule
 from harness.services import VictoriaMetricsServer
 from harness.settings import FAKE_PORTS, LOGS, RATE_DAG, REPO, SECRETS, SLOT, secret
@@ -176,6 +176,9 @@ def main() -> None:
     save(results)
     print("idle memory (5 readings, 10 s apart) ...", flush=True)
     results["stack_idle_memory_mib"], results["container_idle_memory_mib"] = memory(5, 10)
+    results["container_memory_peak_mib"] = memory_peak_mib()
+    results["container_memory_limit_mib"] = memory_limits_mib()
+    results["stack_memory_limit_mib"] = sum(results["container_memory_limit_mib"].values())
     save(results)
     print("DAG parse ...", flush=True)
     results["dag_parse_s"] = dag_parse()

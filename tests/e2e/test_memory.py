@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from harness.docker import container_ip, inspect, memory_peak_mib, stack_containers, wait_healthy
+from harness.docker import container_ip, inspect, memory_limits_mib, memory_peak_mib, stack_containers, wait_healthy
 from harness.services import wait_until
 from harness.settings import REPO
 from harness.vm import vm_query
@@ -52,9 +52,8 @@ def main_process(container: str) -> int:
 def test_every_container_runs_with_its_memory_limit(stack, figures):
     # What each took at most so far (before these tests push any to its limit).
     figures["memory_peak_mib"] = memory_peak_mib()
-    running = stack_containers()
-    limits = {name: inspect(name)["HostConfig"]["Memory"] >> 20 for name in running}
-    assert limits == {name: BUDGET[name] for name in running}
+    limits = memory_limits_mib()
+    assert limits == {name: BUDGET[name] for name in limits}
 
 
 def test_victoriametrics_sizes_its_caches_from_its_limit(stack):

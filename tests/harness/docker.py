@@ -49,6 +49,11 @@ def memory_mib() -> dict[str, float]:
     return usage
 
 
+def memory_limits_mib() -> dict[str, int]:
+    """Memory limit of each stack container, in MiB (0: none)."""
+    return {name: inspect(name)["HostConfig"]["Memory"] >> 20 for name in stack_containers()}
+
+
 def memory_peak_mib() -> dict[str, float]:
     """Highest memory use of each stack container since it started, in MiB, from
     its cgroup (v1: memory.max_usage_in_bytes, v2: memory.peak)."""
