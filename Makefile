@@ -134,16 +134,17 @@ down: $(INFRA)/.installed ## Remove the stack's containers on this machine; the 
 	$(ANSIBLE) -i $(LOCAL_INVENTORY) down.yml $(ANSIBLE_ARGS)
 
 .PHONY: purge
-purge: $(INFRA)/.installed ## Remove the stack's containers AND its data on this machine
-	$(ANSIBLE) -i $(LOCAL_INVENTORY) down.yml -e stack_purge=true $(ANSIBLE_ARGS)
+purge: $(INFRA)/.installed ## Remove the stack's containers AND its data on this machine; the backups stay unless BACKUPS=1
+	$(ANSIBLE) -i $(LOCAL_INVENTORY) down.yml -e stack_purge=true -e stack_purge_backups=$(if $(BACKUPS),true,false) $(ANSIBLE_ARGS)
 
 .PHONY: backup
-backup: ## Back up the time series and Airflow's database now (README: Operate)
-	docker exec backup btc-usd-backup now
+backup: ## Back up the time series and Airflow's database now (ALLOW_SHRINK=1 accepts data that shrank; README: Operate)
+	docker exec $(if $(ALLOW_SHRINK),-e BACKUP_ALLOW_SHRINK=1) backup btc-usd-backup now
 
 .PHONY: restore
-restore: $(INFRA)/.installed ## Replace the data with the latest backup (asks to confirm; FROM=s3 for the S3 copy)
-	$(ANSIBLE) -i $(LOCAL_INVENTORY) restore.yml -e backup_restore_from=$(or $(FROM),local) $(ANSIBLE_ARGS)
+restore: $(INFRA)/.installed ## Replace the data with a backup (asks to confirm; FROM=s3 for the S3 copy, GENERATION=<name> for an older one)
+	$(ANSIBLE) -i $(LOCAL_INVENTORY) restore.yml -e backup_restore_from=$(or $(FROM),local) \
+	  -e backup_restore_generation=$(GENERATION) $(ANSIBLE_ARGS)
 
 .PHONY: deploy
 deploy: deps-terraform $(INFRA)/.installed ## Create the AWS VM (terraform/terraform.tfvars), then deploy the stack on it

@@ -11,10 +11,13 @@ from pathlib import Path
 from harness.settings import DATA, INFRA_BIN, LABEL, REPO
 
 
-def molecule(command: str, *, log: Path, side_effect: str = "down", restore_from: str = "local") -> tuple[int, float]:
+def molecule(
+    command: str, *, log: Path, side_effect: str = "down", restore_from: str = "local", generation: str = ""
+) -> tuple[int, float]:
     """Run ``molecule COMMAND`` (default scenario); return its exit code and duration.
     ``side_effect`` names the playbook of ``molecule side-effect`` (ansible/NAME.yml),
-    ``restore_from`` where the restore playbook takes the backup from."""
+    ``restore_from`` where the restore playbook takes the backup from, ``generation``
+    which one (empty: the newest)."""
     env = {
         **os.environ,
         "PATH": f"{INFRA_BIN}:{os.environ['PATH']}",
@@ -22,6 +25,7 @@ def molecule(command: str, *, log: Path, side_effect: str = "down", restore_from
         "NO_COLOR": "1",
         "MOLECULE_SIDE_EFFECT": side_effect,
         "MOLECULE_RESTORE_FROM": restore_from,
+        "MOLECULE_RESTORE_GENERATION": generation,
     }
     env.pop("VIRTUAL_ENV", None)
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -45,7 +49,7 @@ def purge_leftover_stack(*, log: Path) -> None:
         return
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w") as out:
-        rc = subprocess.call(["make", "--no-print-directory", "purge"], cwd=REPO, stdout=out, stderr=out)
+        rc = subprocess.call(["make", "--no-print-directory", "purge", "BACKUPS=1"], cwd=REPO, stdout=out, stderr=out)
     if rc != 0:
         raise RuntimeError(f"`make purge` of the stack left on this machine failed (rc={rc}); see {log}")
 

@@ -191,11 +191,17 @@ def test_secret_files_are_private(host, path, owner, mode):
         assert f.mode == mode
 
 
+def test_docker_waits_for_the_data_volume(host):
+    dropin = host.file("/etc/systemd/system/docker.service.d/requires-mounts.conf")
+    assert dropin.exists
+    assert f"RequiresMountsFor={DATA}\n" in dropin.content_string
+
+
 def test_backups_are_private_and_taken_at_start(host):
     with host.sudo():
         assert host.file(f"{DATA}/backups").mode == 0o700
         # The first backup runs when the container starts (none was taken yet).
-        assert host.file(f"{DATA}/backups/victoriametrics/latest/backup_complete.ignore").exists
+        assert host.run(f"ls {DATA}/backups/victoriametrics/*/backup_complete.ignore").rc == 0
         assert host.run(f"ls {DATA}/backups/mysql/airflow-*.sql.gz").rc == 0
         assert host.run("docker exec backup btc-usd-backup check").rc == 0
 
