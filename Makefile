@@ -22,7 +22,7 @@ endif
 APT_PACKAGES := python3-venv python3-dev build-essential pkg-config libmariadb-dev \
 	mariadb-server mariadb-client victoria-metrics \
 	docker.io debootstrap openssh-server sudo chromium python3-requests python3-apt \
-	prometheus prometheus-alertmanager
+	prometheus prometheus-alertmanager shellcheck
 ANSIBLE := cd ansible && ../$(INFRA_BIN)/ansible-playbook
 # What `make up` deploys to (this machine) and `make deploy` (the AWS VM).
 LOCAL_INVENTORY := inventories/local
@@ -76,12 +76,18 @@ $(INFRA)/.installed: requirements/infra.in requirements/infra-constraints.txt
 .PHONY: dev
 dev: deps ## Set up the development environment (.venv/bin/airflow and the test tools)
 
+# The shell scripts: the backup job, the distro images' entrypoints, CI's entry.
+SHELL_SCRIPTS := roles/backup/files/image/btc-usd-backup roles/distro_images/files/mysql/docker-entrypoint.sh \
+	roles/distro_images/files/airflow/entrypoint.sh .ci/run
+
 .PHONY: lint
-lint: $(VENV)/.installed ## Lint Python (ruff, with Airflow's AIR rules) and YAML
+lint: $(VENV)/.installed ## Lint Python (ruff, with Airflow's AIR rules), YAML, shell scripts (shellcheck) and Terraform
 	$(BIN)/ruff check dags tests molecule bench roles
 	$(BIN)/ruff format --check dags tests molecule bench roles
 	$(BIN)/yamllint --strict .
 	terraform fmt -check -recursive terraform
+	@command -v shellcheck >/dev/null || { echo "shellcheck is not installed: run 'make deps' (as root)" >&2; exit 1; }
+	shellcheck $(SHELL_SCRIPTS)
 
 .PHONY: lint-ansible
 lint-ansible: $(INFRA)/.installed ## ansible-lint (production profile) over the playbooks, roles and Molecule
