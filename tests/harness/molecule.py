@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -60,6 +62,21 @@ def render(playbook: Path, dest: Path) -> None:
         [str(INFRA_BIN / "ansible-playbook"), str(playbook), "-e", f"dest={dest}"], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout[-3000:]
+
+
+def playbook(
+    path: Path, extra: dict, *, cwd: Path, inventory: str = "localhost,", args: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess:
+    """Run ansible-playbook as a user would, with ``extra`` as extra variables (a JSON file)."""
+    env = {**os.environ, "ANSIBLE_FORCE_COLOR": "0", "NO_COLOR": "1", "ANSIBLE_ROLES_PATH": str(REPO / "roles")}
+    env.pop("VIRTUAL_ENV", None)
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as variables:
+        json.dump(extra, variables)
+        variables.flush()
+        return subprocess.run(
+            [str(INFRA_BIN / "ansible-playbook"), "-i", inventory, "-e", f"@{variables.name}", *args, str(path)],
+            cwd=cwd, env=env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
 
 
 def role_seconds(log: Path) -> dict[str, float]:

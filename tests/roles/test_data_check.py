@@ -3,34 +3,24 @@
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from harness.settings import INFRA_BIN, REPO
+from harness.molecule import playbook
+from harness.settings import REPO
 
 
 def check(root: Path, allow: bool = False) -> subprocess.CompletedProcess:
-    extra = root / "extra.json"
-    extra.write_text(
-        json.dumps(
-            {
-                "stack_data_dir": str(root),
-                "stack_data_required_dirs": [str(root / "victoriametrics"), str(root / "mysql")],
-                "stack_backups_dir": str(root / "backups"),
-                "stack_allow_empty_data": allow,
-            }
-        )
-    )
-    env = {**os.environ, "ANSIBLE_FORCE_COLOR": "0", "NO_COLOR": "1", "ANSIBLE_ROLES_PATH": str(REPO / "roles")}
-    env.pop("VIRTUAL_ENV", None)
-    return subprocess.run(
-        [str(INFRA_BIN / "ansible-playbook"), "-i", "localhost,", "-e", f"@{extra}", "data_check.yml"],
-        cwd=Path(__file__).parent, env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    extra = {
+        "stack_check": "data",
+        "stack_data_dir": str(root),
+        "stack_data_required_dirs": [str(root / "victoriametrics"), str(root / "mysql")],
+        "stack_backups_dir": str(root / "backups"),
+        "stack_allow_empty_data": allow,
+    }
+    return playbook(Path(__file__).parent / "stack_check.yml", extra, cwd=REPO)
 
 
 def put(root: Path, *paths: str) -> None:

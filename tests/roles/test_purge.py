@@ -3,26 +3,20 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from harness.settings import INFRA_BIN, REPO
+from harness.molecule import playbook
+from harness.settings import REPO
 
 
 def purge(data: Path, *, backups: bool) -> None:
-    env = {**os.environ, "ANSIBLE_FORCE_COLOR": "0", "NO_COLOR": "1"}
-    env.pop("VIRTUAL_ENV", None)
-    result = subprocess.run(
-        [
-            str(INFRA_BIN / "ansible-playbook"), "-i", "inventories/local", "down.yml",
-            "--start-at-task", "List the stack's data",  # not the containers and networks of a deployed stack
-            "-e", f"stack_data_dir={data}", "-e", f"backup_dir={data}/backups",
-            "-e", "stack_purge=true", "-e", f"stack_purge_backups={str(backups).lower()}",
-        ],
-        cwd=REPO / "ansible", env=env, capture_output=True, text=True, timeout=300,
+    extra = {"stack_data_dir": str(data), "backup_dir": str(data / "backups"), "stack_purge": True,
+             "stack_purge_backups": backups}  # fmt: skip
+    result = playbook(
+        REPO / "ansible/down.yml", extra, cwd=REPO / "ansible", inventory="inventories/local",
+        args=("--start-at-task", "List the stack's data"),  # not the containers and networks of a deployed stack
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-2000:]
 
