@@ -1,6 +1,7 @@
 """make bench: measure the deployed stack on this machine and write bench/results.json.
 
-Figures are medians over repeated measurements. The stack must be up (`make up`,
+Figures are medians over repeated measurements; year_* are a year of history
+(bench/year.py). The stack must be up (`make up`,
 or the tests' deployment kept with KEEP_STACK=1). With --fakes the rate sources
 are the test fakes on ports 18081-18084 (the Molecule deployment points there).
 """
@@ -19,6 +20,8 @@ import urllib.parse
 import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import year
 
 from btc_usd.backfill import backfill_pair
 from btc_usd.model import Pair
@@ -108,9 +111,7 @@ def dag_parse() -> float:
         "print(statistics.median(d))"
     )
     env = {**os.environ, "AIRFLOW_HOME": tempfile.mkdtemp(), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
-    done = subprocess.run(  # noqa: S603 - our own interpreter and code
-        [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, check=True
-    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, check=True)
     return round(float(done.stdout.split()[-1]), 4)
 
 
@@ -119,7 +120,7 @@ def converge(how: str) -> float:
         rc, seconds = molecule("converge", log=LOGS / "bench-converge.log")
     else:
         began = time.monotonic()
-        rc = subprocess.call(["make", "up"], cwd=REPO, stdout=subprocess.DEVNULL)  # noqa: S607 - make from PATH
+        rc = subprocess.call(["make", "up"], cwd=REPO, stdout=subprocess.DEVNULL)
         seconds = time.monotonic() - began
     if rc != 0:
         raise RuntimeError(f"converge ({how}) failed with exit code {rc}")
@@ -196,6 +197,10 @@ def main() -> None:
         api = AirflowAPI("admin", secret("airflow_admin_password", secrets), base_url=base_url).login()
         print(f"freshness over {args.slots} scheduled slots ...", flush=True)
         results |= freshness(api, args.slots)
+        save(results)
+        print("a year of history ...", flush=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            results |= year.measure(api, secrets, Path(tmp), lambda found: save(results | found))
     finally:
         for fake in fakes:
             fake.stop()

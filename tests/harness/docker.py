@@ -11,16 +11,18 @@ import time
 from pathlib import Path
 
 from harness.services import wait_until
-from harness.settings import LABEL, REPO, secret
+from harness.settings import LABEL, REPO, SECRETS, secret
 
 
 def docker(*args: str) -> str:
     return subprocess.run(["docker", *args], check=True, capture_output=True, text=True).stdout
 
 
-def mysql_root(*args: str) -> str:
-    """The mysql client as root, inside the MySQL container (root exists only there)."""
-    return docker("exec", "-e", f"MYSQL_PWD={secret('mysql_root_password')}", "mysql", "mysql", "-uroot", *args)
+def mysql_root(*args: str, secrets: Path = SECRETS) -> str:
+    """The mysql client as root, inside the MySQL container (root exists only there);
+    ``secrets``: where the deployment keeps its generated secrets."""
+    password = secret("mysql_root_password", secrets)
+    return docker("exec", "-e", f"MYSQL_PWD={password}", "mysql", "mysql", "-uroot", *args)
 
 
 def inspect(name: str) -> dict:
