@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import itertools
 import os
 import threading
 import time
@@ -207,3 +208,15 @@ def test_the_first_pass_comes_within_five_minutes_of_start(tmp_path):
 
     plugin.Housekeeping(30, 86400, str(tmp_path), clean=lambda before: True, clock=time.time).loop(Stop())
     assert waits == [300, 86400, 86400]
+
+
+def test_a_backlog_is_cleaned_a_month_at_a_time():
+    before = datetime(2026, 12, 1, tzinfo=UTC)
+    assert plugin.steps(None, before) == [before]
+    assert plugin.steps(datetime(2026, 11, 20, tzinfo=UTC), before) == [before]
+    year_ago = datetime(2025, 12, 1)  # MySQL's DATETIME comes back naive, in UTC
+    cutoffs = plugin.steps(year_ago, before)
+    assert cutoffs[-1] == before
+    assert len(cutoffs) == 13
+    assert cutoffs[0] == datetime(2025, 12, 31, tzinfo=UTC)
+    assert all(b - a == timedelta(days=30) for a, b in itertools.pairwise(cutoffs[:-1]))

@@ -25,6 +25,7 @@ log = logging.getLogger("btc_usd.housekeeping")
 
 LOCK_NAME = "btc_usd_housekeeping"
 FIRST_PASS_MAX_DELAY = 300  # seconds after start
+STEP = timedelta(days=30)  # history cleaned at once
 
 
 def prune_logs(root: str, cutoff: float) -> tuple[int, int]:
@@ -60,10 +61,9 @@ def _mtime(path: str) -> float:
 
 
 def clean_database(before: datetime) -> bool:
-    """``airflow db clean --skip-archive`` of the rows older than ``before``;
-    False when another API server holds the lock."""
+    """``airflow db clean --skip-archive`` of the rows older than ``before``, a month
+    of history at a time; False when another API server holds the lock."""
     from airflow import settings
-    from airflow.utils.db_cleanup import run_cleanup
     from sqlalchemy import text
 
     with settings.engine.connect() as lock:
@@ -71,17 +71,52 @@ def clean_database(before: datetime) -> bool:
         if mysql and lock.execute(text("SELECT GET_LOCK(:name, 0)"), {"name": LOCK_NAME}).scalar() != 1:
             return False
         try:
+            oldest = lock.execute(text("SELECT MIN(start_date) FROM dag_run")).scalar()
+            for cutoff in steps(oldest, before):
+                clean_step(settings.SQL_ALCHEMY_CONN, cutoff)
+        finally:
+            if mysql:
+                lock.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": LOCK_NAME})
+    return True
+
+
+def steps(oldest: datetime | None, before: datetime) -> list[datetime]:
+    """Cutoffs a month apart from the oldest run to ``before``: a backlog (the first
+    pass on a database that was never cleaned) is cleaned a month at a time."""
+    if oldest is None:
+        return [before]
+    if oldest.tzinfo is None:
+        oldest = oldest.replace(tzinfo=UTC)
+    cutoffs = []
+    cutoff = oldest + STEP
+    while cutoff < before:
+        cutoffs.append(cutoff)
+        cutoff += STEP
+    return [*cutoffs, before]
+
+
+def clean_step(url: str, before: datetime) -> None:
+    """One run of ``airflow db clean`` on an engine of its own, without a statement cache,
+    dropped afterwards: each step creates and reflects archive tables of new names,
+    which would otherwise stay cached in the API server's memory."""
+    from airflow.utils.db_cleanup import run_cleanup
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import Session
+    from sqlalchemy.pool import NullPool
+
+    engine = create_engine(url, poolclass=NullPool, query_cache_size=0)
+    try:
+        with Session(bind=engine) as session:
             run_cleanup(
                 clean_before_timestamp=before,
                 skip_archive=True,
                 confirm=False,
                 batch_size=1000,
                 error_on_cleanup_failure=True,
+                session=session,
             )
-        finally:
-            if mysql:
-                lock.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": LOCK_NAME})
-    return True
+    finally:
+        engine.dispose()
 
 
 class Housekeeping:
