@@ -17,6 +17,7 @@ main panel's query over the year.
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 import statistics
@@ -125,7 +126,7 @@ def synthesize_year(db: Metadata) -> dict[str, object]:
         "updated_at": at["end"],
     }
     instances = {
-        "id": "UUID()",
+        "id": "REPLACE(UUID(), '-', '')",
         "run_id": new_run_id,
         "start_date": at["start"],
         "end_date": at["end"],
@@ -207,7 +208,8 @@ class HousekeepingLock:
     def __enter__(self) -> HousekeepingLock:
         password = (self.secrets / "mysql_root_password").read_text().strip()
         self.session = subprocess.Popen(
-            ["docker", "exec", "-i", "-e", f"MYSQL_PWD={password}", "mysql", "mysql", "-uroot", "-N", "-B"],
+            ["docker", "exec", "-i", "-e", "MYSQL_PWD", "mysql", "mysql", "-uroot", "-N", "-B", "--unbuffered"],
+            env={**os.environ, "MYSQL_PWD": password},
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,

@@ -21,8 +21,16 @@ def docker(*args: str) -> str:
 def mysql_root(*args: str, secrets: Path = SECRETS) -> str:
     """The mysql client as root, inside the MySQL container (root exists only there);
     ``secrets``: where the deployment keeps its generated secrets."""
-    password = secret("mysql_root_password", secrets)
-    return docker("exec", "-e", f"MYSQL_PWD={password}", "mysql", "mysql", "-uroot", *args)
+    env = {**os.environ, "MYSQL_PWD": secret("mysql_root_password", secrets)}  # not on a command line
+    done = subprocess.run(
+        ["docker", "exec", "-e", "MYSQL_PWD", "mysql", "mysql", "-uroot", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    if done.returncode:
+        raise RuntimeError(f"mysql as root failed (exit {done.returncode}): {done.stderr.strip()[-2000:]}")
+    return done.stdout
 
 
 def inspect(name: str) -> dict:
