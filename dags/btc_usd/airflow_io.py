@@ -57,8 +57,9 @@ def load_endpoints(settings: Settings) -> dict[str, Endpoint]:
 
 
 def load_victoriametrics() -> VictoriaMetrics:
-    """VictoriaMetrics from ``victoriametrics_default``: HTTP at host:port, Graphite port in
-    extra, the admin key (for /internal/force_flush) as password."""
+    """VictoriaMetrics from ``victoriametrics_default``: HTTP at host:port with its basic
+    auth as login and password; in extra the Graphite port and the flush key (for
+    /internal/force_flush)."""
     conn = _connection(VICTORIAMETRICS_CONN_ID)
     if conn is None:
         log.info("connection %s is not set; using %s", VICTORIAMETRICS_CONN_ID, VICTORIAMETRICS_DEFAULT_URL)
@@ -72,4 +73,10 @@ def load_victoriametrics() -> VictoriaMetrics:
             'such as {"graphite_port": 2003}'
         )
     url = base_url(conn.host, conn.schema, conn.port or 8428, VICTORIAMETRICS_DEFAULT_URL)
-    return VictoriaMetrics(url, graphite_port=port, admin_key=conn.password or None)
+    return VictoriaMetrics(
+        url,
+        graphite_port=port,
+        flush_key=conn.extra_dejson.get("flush_key") or None,
+        username=conn.login or None,
+        password=conn.password or None,
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import time
@@ -28,12 +29,22 @@ def selector(name: str, **labels: str) -> str:
 @dataclass(frozen=True)
 class VictoriaMetrics:
     """A VictoriaMetrics single node: HTTP API at ``url``, Graphite on ``graphite_port``;
-    ``admin_key`` is its -forceFlushAuthKey, when it has one."""
+    ``username`` and ``password`` its HTTP basic auth (-httpAuth.*), ``flush_key`` its
+    -forceFlushAuthKey, when it has them."""
 
     url: str
     graphite_port: int = 2003
     timeout: float = 10.0
-    admin_key: str | None = field(default=None, repr=False)
+    flush_key: str | None = field(default=None, repr=False)
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+    def _get(self, path: str):
+        request = urllib.request.Request(f"{self.url}{path}")  # noqa: S310 - URL comes from a Connection
+        if self.username:
+            token = base64.b64encode(f"{self.username}:{self.password or ''}".encode()).decode()
+            request.add_header("Authorization", f"Basic {token}")
+        return urllib.request.urlopen(request, timeout=self.timeout)  # noqa: S310 - URL comes from a Connection
 
     @property
     def host(self) -> str:
@@ -43,10 +54,12 @@ class VictoriaMetrics:
         """Raw samples in [start, end] (unix seconds) as {series: {timestamp: value}}."""
         query = urllib.parse.urlencode({"match[]": match, "start": start, "end": end})
         try:
-            with urllib.request.urlopen(f"{self.url}/api/v1/export?{query}", timeout=self.timeout) as reply:  # noqa: S310 - URL comes from a Connection
+            with self._get(f"/api/v1/export?{query}") as reply:
                 body = reply.read().decode()
         except urllib.error.HTTPError as exc:
-            detail = exc.read()[:200].decode("utf-8", "replace")
+            detail = exc.read()[:200].decode("utf-8", "replace").strip()
+            if exc.code == 401:
+                detail = "set the login and password of its connection to its -httpAuth.* credentials"
             raise StorageError(f"VictoriaMetrics export at {self.url} answered HTTP {exc.code}: {detail}") from None
         except (urllib.error.URLError, OSError) as exc:
             raise StorageError(f"cannot read from VictoriaMetrics at {self.url}: {exc}") from None
@@ -74,9 +87,9 @@ class VictoriaMetrics:
     def flush(self) -> None:
         """Make the points received so far searchable now rather than within a
         second or so (/internal/force_flush). Only a speed-up: errors are ignored."""
-        query = f"?{urllib.parse.urlencode({'authKey': self.admin_key})}" if self.admin_key else ""
+        query = f"?{urllib.parse.urlencode({'authKey': self.flush_key})}" if self.flush_key else ""
         try:
-            with urllib.request.urlopen(f"{self.url}/internal/force_flush{query}", timeout=self.timeout):  # noqa: S310 - URL comes from a Connection
+            with self._get(f"/internal/force_flush{query}"):
                 pass
         except (urllib.error.URLError, OSError):
             pass

@@ -12,7 +12,6 @@ import re
 import shutil
 import subprocess
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,7 @@ from harness.molecule import molecule, tail
 from harness.s3 import s3_keys
 from harness.services import wait_until
 from harness.settings import DATA, LOGS, RATE_DAG, S3_PREFIX
-from harness.vm import vm_points, vm_query, vm_url
+from harness.vm import vm_open, vm_points, vm_query
 
 DAG = RATE_DAG
 BACKUPS = DATA / "backups"
@@ -145,8 +144,7 @@ def test_an_emptied_store_is_not_backed_up_and_is_reported(stack, paused):
 def mark(name: str) -> None:
     """Write one point of a series of the test's own, stamped now."""
     line = f"{name} 1 {int(time.time() * 1000)}\n".encode()
-    request = urllib.request.Request(vm_url("/api/v1/import/prometheus"), data=line, method="POST")  # noqa: S310
-    urllib.request.urlopen(request, timeout=10).close()  # noqa: S310 - the stack's VictoriaMetrics
+    vm_open("/api/v1/import/prometheus", data=line).close()
 
 
 def marked(name: str) -> bool:

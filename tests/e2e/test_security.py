@@ -16,7 +16,8 @@ import pytest
 
 from harness.airflow_api import AirflowAPI
 from harness.docker import container_ip, docker, inspect, mysql_root, stack_containers
-from harness.settings import BASE_URL, CA_FILE, RATE_DAG, SECRETS, secret
+from harness.settings import BASE_URL, CA_FILE, RATE_DAG, SECRETS, VM_USER, secret
+from harness.vm import vm_open
 
 AIRFLOW_CONTAINERS = ["airflow-scheduler", "airflow-api-server", "airflow-dag-processor"]
 # Where each stack service listens, for the reachability matrix.
@@ -35,13 +36,18 @@ PORTS = {
 }
 
 # Run inside an Airflow container with its own Python: every internal API a task
-# could abuse, without credentials, and MySQL as root with root's real password.
+# could abuse, with the VictoriaMetrics login and flush key a task can read from its
+# connection (argv 3 and 4), and MySQL as root with root's real password.
 PROBE = """
-import json, sys, urllib.error, urllib.request
+import base64, json, sys, urllib.error, urllib.request
 import MySQLdb
 
-def status(method, url, body=None):
-    request = urllib.request.Request(url, data=body, method=method, headers={"Content-Type": "application/json"})
+login = {"Authorization": "Basic " + base64.b64encode(sys.argv[3].encode()).decode()}
+key = "authKey=" + sys.argv[4]
+
+def status(method, url, body=None, auth=True):
+    headers = {"Content-Type": "application/json", **(login if auth else {})}
+    request = urllib.request.Request(url, data=body, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=5) as reply:
             return reply.status
@@ -52,7 +58,7 @@ def status(method, url, body=None):
 
 def text(url):
     try:
-        with urllib.request.urlopen(url, timeout=10) as reply:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=login), timeout=10) as reply:
             return reply.read(400).decode(errors="replace")
     except urllib.error.HTTPError as exc:
         return exc.read(400).decode(errors="replace")
@@ -65,12 +71,15 @@ silence = json.dumps({"matchers": [{"name": "alertname", "value": ".+", "isRegex
                       "startsAt": "2026-01-01T00:00:00Z", "endsAt": "2099-01-01T00:00:00Z",
                       "createdBy": "task", "comment": "mute everything"}).encode()
 found = {
-    "delete_series": status("GET", vm + "/api/v1/admin/tsdb/delete_series?match[]=%7B__name__%3D~%22.%2B%22%7D"),
-    "force_merge": status("GET", vm + "/internal/force_merge"),
-    "snapshot_create": status("GET", vm + "/snapshot/create"),
-    "snapshot_create_body": text(vm + "/snapshot/create"),
-    "snapshot_list": status("GET", vm + "/snapshot/list"),
-    "snapshot_list_body": text(vm + "/snapshot/list"),
+    "query_anonymous": status("GET", vm + "/api/v1/query?query=up", auth=False),
+    "query": status("GET", vm + "/api/v1/query?query=up"),
+    "flush": status("GET", vm + "/internal/force_flush?" + key),
+    "delete_series": status("GET", vm + "/api/v1/admin/tsdb/delete_series?match[]=%7B__name__%3D~%22.%2B%22%7D&" + key),
+    "force_merge": status("GET", vm + "/internal/force_merge?" + key),
+    "snapshot_create": status("GET", vm + "/snapshot/create?" + key),
+    "snapshot_create_body": text(vm + "/snapshot/create?" + key),
+    "snapshot_list": status("GET", vm + "/snapshot/list?" + key),
+    "snapshot_list_body": text(vm + "/snapshot/list?" + key),
     "alertmanager_silences": status("GET", am + "/api/v2/silences"),
     "alertmanager_new_silence": status("POST", am + "/api/v2/silences", silence),
     "alertmanager_alerts": status("GET", am + "/api/v2/alerts"),
@@ -87,24 +96,29 @@ print(json.dumps(found))
 
 def series_count() -> int:
     query = urllib.parse.urlencode({"match[]": '{__name__=~".+"}'})
-    url = f"http://{container_ip('victoriametrics')}:8428/api/v1/series/count?{query}"
-    with urllib.request.urlopen(url, timeout=10) as reply:
+    with vm_open(f"/api/v1/series/count?{query}") as reply:
         return json.load(reply)["data"][0]
 
 
 @pytest.mark.parametrize("container", AIRFLOW_CONTAINERS)
 def test_a_task_container_cannot_rewrite_history_mute_alerts_or_be_root(stack, container) -> None:
     before = series_count()
-    out = docker("exec", container, "python3", "-c", PROBE, secret("mysql_root_password"), container_ip("alertmanager"))
+    what_a_task_reads = [f"{VM_USER}:{secret('victoriametrics_http_password')}", secret("victoriametrics_flush_key")]
+    out = docker(
+        "exec", container, "python3", "-c", PROBE, secret("mysql_root_password"), container_ip("alertmanager"),
+        *what_a_task_reads,
+    )  # fmt: skip
     found = json.loads(out.splitlines()[-1])
     if container == "airflow-scheduler":  # it runs the tasks, which write there
-        assert found["delete_series"] in (400, 401), found  # -deleteAuthKey
+        assert found["query_anonymous"] == 401, found  # -httpAuth.*
+        assert (found["query"], found["flush"]) == (200, 200), found  # what the DAG needs works
+        assert found["delete_series"] in (400, 401), found  # -deleteAuthKey, not the flush key
         assert found["force_merge"] in (400, 401), found  # -forceMergeAuthKey
         # -snapshotAuthKey: VictoriaMetrics answers 200 with the refusal in the body.
         assert found["snapshot_create"] != 200 or "invalid authKey" in found["snapshot_create_body"], found
         assert found["snapshot_list"] != 200 or "invalid authKey" in found["snapshot_list_body"], found
     else:  # not on the time-series network at all
-        assert {found[k] for k in ("delete_series", "force_merge", "snapshot_list")} == {"unreachable"}, found
+        assert {found[k] for k in ("query", "delete_series", "force_merge", "snapshot_list")} == {"unreachable"}, found
     # Alertmanager is on the monitoring network only (and needs --web.config.file's login).
     for key in ("alertmanager_silences", "alertmanager_new_silence", "alertmanager_alerts", "alertmanager_by_ip"):
         assert found[key] == "unreachable", found
@@ -358,8 +372,9 @@ def test_a_read_only_root_refuses_writes(stack) -> None:
 
 def test_docker_inspect_shows_no_secret(stack) -> None:
     """Secrets reach the containers as files in /run/secrets, never in their environment,
-    command or labels. One exception, stated: Debian's VictoriaMetrics 1.79 takes its
-    admin key on the command line only (the official image reads it from a file)."""
+    command or labels. Exceptions, stated: VictoriaMetrics takes its keys and HTTP
+    password on the command line (1.79 reads no flag from a file), and vmbackup its
+    snapshot URL with the login (in the backup's processes, not in its configuration)."""
     known = {path.name: path.read_text().strip() for path in SECRETS.iterdir() if path.is_file()}
     known["alphavantage_api_key"] = "e2e-test-key"  # molecule.yml
     known["s3_secret_access_key"] = "moto-e2e"  # noqa: S105 - molecule.yml's value, looked for
@@ -368,7 +383,7 @@ def test_docker_inspect_shows_no_secret(stack) -> None:
     for name in docker("ps", "-a", "--format", "{{.Names}}").split():
         config = json.loads(docker("inspect", name))[0]
         if name == "victoriametrics":
-            config["Args"] = [arg for arg in config["Args"] if "AuthKey=" not in arg]
+            config["Args"] = [arg for arg in config["Args"] if "AuthKey=" not in arg and "httpAuth." not in arg]
             config["Config"]["Cmd"] = config["Args"]
         text = json.dumps(config)
         leaks += [f"{name}: {secret}" for secret, value in known.items() if value in text]

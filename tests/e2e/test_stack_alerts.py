@@ -11,7 +11,7 @@ import urllib.request
 from harness.docker import docker, wait_healthy
 from harness.services import wait_until
 from harness.settings import BASE_URL, CA_FILE
-from harness.vm import vm_url
+from harness.vm import vm_open
 
 PAIR = {"base": "BTC", "quote": "E2E"}  # a pair of its own, so the real one is untouched
 
@@ -19,10 +19,7 @@ PAIR = {"base": "BTC", "quote": "E2E"}  # a pair of its own, so the real one is 
 def last_success(value: float) -> None:
     """Write the pipeline's last-success series for PAIR, stamped now."""
     line = f'exchange_rate_last_success_timestamp_seconds{{base="BTC",quote="E2E"}} {value} {int(time.time() * 1000)}\n'
-    url = vm_url("/api/v1/import/prometheus")
-    request = urllib.request.Request(url, data=line.encode(), method="POST")  # noqa: S310 - the stack's VM
-    with urllib.request.urlopen(request, timeout=10):  # noqa: S310 - the stack's VM
-        pass
+    vm_open("/api/v1/import/prometheus", data=line.encode()).close()
 
 
 def test_stale_data_alerts_by_webhook_and_email_then_resolves(sinks, figures):

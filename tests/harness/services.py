@@ -77,13 +77,17 @@ def _stop(proc: subprocess.Popen) -> None:
 
 class VictoriaMetricsServer:
     """``victoria-metrics`` with the flags the DAG relies on (docs/pipeline.md), its admin
-    APIs behind ``ADMIN_KEY`` as the deployment sets them."""
+    APIs behind ``ADMIN_KEY`` and its flush behind ``FLUSH_KEY``; with ``auth``, its HTTP
+    API behind basic auth, as the deployment sets them."""
 
     BINARY = shutil.which("victoria-metrics") or "/usr/bin/victoria-metrics"
     ADMIN_KEY = "integration-admin-key-0123456789abcdef"
+    FLUSH_KEY = "integration-flush-key-0123456789abcdef"
+    USER, PASSWORD = "stack", "integration-http-password-0123456789"
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, auth: bool = False) -> None:
         self.data_dir = data_dir
+        self.auth = auth
         self.http_port, self.graphite_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.http_port}"
         self.log = data_dir.parent / f"{data_dir.name}.log"
@@ -98,8 +102,11 @@ class VictoriaMetricsServer:
             "-retentionPeriod=100y",
             "-dedup.minScrapeInterval=1s",
             f"-deleteAuthKey={self.ADMIN_KEY}",
-            f"-forceFlushAuthKey={self.ADMIN_KEY}",
+            f"-forceMergeAuthKey={self.ADMIN_KEY}",
+            f"-forceFlushAuthKey={self.FLUSH_KEY}",
         ]
+        if self.auth:
+            args += [f"-httpAuth.username={self.USER}", f"-httpAuth.password={self.PASSWORD}"]
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
         STARTED.append(self.proc)
@@ -121,8 +128,8 @@ class VictoriaMetricsServer:
                 "host": "127.0.0.1",
                 "port": self.http_port,
                 "schema": "http",
-                "password": self.ADMIN_KEY,
-                "extra": {"graphite_port": self.graphite_port},
+                **({"login": self.USER, "password": self.PASSWORD} if self.auth else {}),
+                "extra": {"graphite_port": self.graphite_port, "flush_key": self.FLUSH_KEY},
             }
         )
 

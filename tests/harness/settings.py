@@ -15,6 +15,7 @@ SECRETS = LOGS / "secrets"
 CA_FILE = DATA / "proxy/data/caddy/pki/authorities/local/root.crt"
 BASE_URL = "https://127.0.0.1"
 LABEL = "org.btc-usd-stack.component"
+VM_USER = "stack"  # stack_victoriametrics_username
 
 # Fakes on the host the deployed containers reach through host.docker.internal.
 FAKE_PORTS = {"alphavantage": 18081, "coinbase": 18082, "kraken": 18083, "bitstamp": 18084}

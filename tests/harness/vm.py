@@ -2,30 +2,39 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import urllib.error
 import urllib.parse
 import urllib.request
+from pathlib import Path
 
 from harness.docker import container_ip
-from harness.settings import RATE_SERIES
+from harness.settings import RATE_SERIES, SECRETS, VM_USER, secret
 
 
 def vm_url(path: str) -> str:
     return f"http://{container_ip('victoriametrics')}:8428{path}"
 
 
+def vm_open(path: str, data: bytes | None = None, secrets: Path = SECRETS):
+    """GET (or POST ``data`` to) the stack's VictoriaMetrics with its basic auth."""
+    request = urllib.request.Request(vm_url(path), data=data)  # noqa: S310 - the stack's VM
+    token = base64.b64encode(f"{VM_USER}:{secret('victoriametrics_http_password', secrets)}".encode()).decode()
+    request.add_header("Authorization", f"Basic {token}")
+    return urllib.request.urlopen(request, timeout=10)  # noqa: S310 - the stack's VM
+
+
 def vm_export(match: str, start: int, end: int) -> list[dict]:
     """Points of /api/v1/export."""
     query = urllib.parse.urlencode({"match[]": match, "start": start, "end": end})
-    with urllib.request.urlopen(vm_url(f"/api/v1/export?{query}"), timeout=10) as resp:  # noqa: S310 - the stack's VM
+    with vm_open(f"/api/v1/export?{query}") as resp:
         return [json.loads(line) for line in resp.read().decode().splitlines() if line]
 
 
-def vm_query(expr: str) -> list[dict]:
+def vm_query(expr: str, secrets: Path = SECRETS) -> list[dict]:
     """An instant query, as Grafana sends it (subject to -search.latencyOffset)."""
-    url = vm_url("/api/v1/query?" + urllib.parse.urlencode({"query": expr}))
-    with urllib.request.urlopen(url, timeout=10) as reply:  # noqa: S310 - the stack's VM
+    with vm_open("/api/v1/query?" + urllib.parse.urlencode({"query": expr}), secrets=secrets) as reply:
         return json.load(reply)["data"]["result"]
 
 

@@ -29,14 +29,20 @@ def require(program: str) -> None:
 @pytest.fixture
 def vm_server(tmp_path: Path) -> Iterator[VictoriaMetricsServer]:
     require("victoria-metrics")
-    server = VictoriaMetricsServer(tmp_path / "vm").start()
+    server = VictoriaMetricsServer(tmp_path / "vm", auth=True).start()
     yield server
     server.stop()
 
 
 @pytest.fixture
 def vm(vm_server: VictoriaMetricsServer) -> VictoriaMetrics:
-    return VictoriaMetrics(vm_server.url, graphite_port=vm_server.graphite_port, admin_key=vm_server.ADMIN_KEY)
+    return VictoriaMetrics(
+        vm_server.url,
+        graphite_port=vm_server.graphite_port,
+        flush_key=vm_server.FLUSH_KEY,
+        username=vm_server.USER,
+        password=vm_server.PASSWORD,
+    )
 
 
 @pytest.fixture

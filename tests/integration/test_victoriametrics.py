@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import socket
 import urllib.error
 import urllib.parse
@@ -50,7 +52,7 @@ def test_verify_fails_clearly_when_points_never_arrive(vm: VictoriaMetrics) -> N
     # The HTTP API is the real one, but Graphite lines go to a sink that drops them.
     with socket.create_server(("127.0.0.1", 0)) as sink:
         sink.listen(8)
-        lossy = VictoriaMetrics(vm.url, graphite_port=sink.getsockname()[1])
+        lossy = dataclasses.replace(vm, graphite_port=sink.getsockname()[1])
         with pytest.raises(StorageError, match=r"^1 of 1 written points are not in VictoriaMetrics after 1 s"):
             lossy.write_and_verify([rate(8.0)], wait=1, poll=0.2)
 
@@ -63,20 +65,37 @@ def test_unreachable_victoriametrics_is_a_storage_error() -> None:
         down.export(selector("exchange_rate"), T, T + 1)
 
 
-def status(url: str) -> int:
+def status(url: str, user: str | None = None, password: str | None = None) -> int:
+    request = urllib.request.Request(url)  # noqa: S310 - our own loopback URL
+    if user:
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
     try:
-        with urllib.request.urlopen(url, timeout=5) as reply:  # noqa: S310 - our own loopback URL
+        with urllib.request.urlopen(request, timeout=5) as reply:  # noqa: S310 - our own loopback URL
             return reply.status
     except urllib.error.HTTPError as exc:
         return exc.code
 
 
-def test_admin_apis_need_the_key_the_client_sends(vm: VictoriaMetrics) -> None:
+def test_the_http_api_needs_the_login_the_client_sends(vm: VictoriaMetrics) -> None:
+    vm.write_and_verify([rate(4.5)])
+    export = f"{vm.url}/api/v1/export?{urllib.parse.urlencode({'match[]': 'exchange_rate'})}"
+    assert status(export) == 401
+    assert status(export, vm.username, "guess") == 401
+    assert status(export, vm.username, vm.password) == 200
+    anonymous = VictoriaMetrics(vm.url, graphite_port=vm.graphite_port)
+    with pytest.raises(StorageError, match="answered HTTP 401: set the login and password of its connection"):
+        anonymous.export(selector("exchange_rate"), T - 1, T + 1)
+
+
+def test_the_writers_flush_key_cannot_delete_or_merge(vm: VictoriaMetrics) -> None:
     vm.write_and_verify([rate(3.5)])
     everything = urllib.parse.urlencode({"match[]": '{__name__=~".+"}'})
+    login = (vm.username, vm.password)
     # VictoriaMetrics answers 400 or 401 depending on the API; neither acts.
-    assert status(f"{vm.url}/api/v1/admin/tsdb/delete_series?{everything}") in (400, 401)
-    assert status(f"{vm.url}/api/v1/admin/tsdb/delete_series?{everything}&authKey=guess") in (400, 401)
-    assert status(f"{vm.url}/internal/force_flush") in (400, 401)
-    assert status(f"{vm.url}/internal/force_flush?authKey={vm.admin_key}") == 200
+    assert status(f"{vm.url}/api/v1/admin/tsdb/delete_series?{everything}", *login) in (400, 401)
+    assert status(f"{vm.url}/api/v1/admin/tsdb/delete_series?{everything}&authKey={vm.flush_key}", *login) in (400, 401)
+    assert status(f"{vm.url}/internal/force_merge?authKey={vm.flush_key}", *login) in (400, 401)
+    assert status(f"{vm.url}/internal/force_flush", *login) in (400, 401)
+    assert status(f"{vm.url}/internal/force_flush?authKey={vm.flush_key}", *login) == 200
     assert vm.missing([rate(3.5)]) == []  # nothing was deleted

@@ -25,6 +25,8 @@ GOOD = {
     "mysql_exporter_password": "Zx1Cv3Bn5Mm7Lk9Jh2Gf",
     "victoriametrics_admin_key": "Pq9Wo8Ei7Ru6Ty5Yu4Ui3Oi2Pa1Sd0Fg",
     "alertmanager_web_password": "Mn8Bv7Cx6Zl5Kj4Hg3Fd2Sa1Qw0Er9Ty",
+    "victoriametrics_http_password": "Tg5Yh6Uj7Ik8Ol9Pm0Nb1Vc2Xz3As4Df",
+    "victoriametrics_flush_key": "Rf4Tg5Yh6Uj7Ik8Ol9Pm0Nb1Vc2Xz3As",
 }
 
 

@@ -220,6 +220,7 @@ def test_grafana_provisioning_written(host):
         datasource = host.file(f"{DATA}/grafana/provisioning/datasources/stack.yml").content_string
         dashboard = json.loads(host.file(f"{DATA}/grafana/dashboards/btc-usd.json").content_string)
     assert "url: http://victoriametrics:8428" in datasource
+    assert 'basicAuthUser: "stack"' in datasource
     assert dashboard["uid"] == "btc-usd"
 
 
@@ -259,6 +260,11 @@ def test_security_updates_and_time_sync(host):
     assert host.package("chrony").is_installed
 
 
+def vm_user() -> str:
+    """VictoriaMetrics' basic auth, user:password."""
+    return "stack:" + (SECRETS / "victoriametrics_http_password").read_text().strip()
+
+
 def query_json(host, container: str, port: int, path: str, user: str = "") -> dict:
     """GET a JSON API of a stack container from the host, over the Docker network
     (``user`` is ``name:password`` for basic auth)."""
@@ -270,7 +276,7 @@ def query_json(host, container: str, port: int, path: str, user: str = "") -> di
 def test_every_scrape_target_up(host):
     # Scraped every 10 s in this scenario; give a fresh deployment a moment.
     for _ in range(30):
-        result = query_json(host, "victoriametrics", 8428, "/api/v1/query?query=up")["data"]["result"]
+        result = query_json(host, "victoriametrics", 8428, "/api/v1/query?query=up", vm_user())["data"]["result"]
         jobs = {r["metric"]["job"]: r["value"][1] for r in result}
         if len(jobs) >= 6 and set(jobs.values()) == {"1"}:
             break
@@ -281,7 +287,7 @@ def test_every_scrape_target_up(host):
 
 
 def test_health_probes_succeed(host):
-    result = query_json(host, "victoriametrics", 8428, "/api/v1/query?query=probe_success")["data"]["result"]
+    result = query_json(host, "victoriametrics", 8428, "/api/v1/query?query=probe_success", vm_user())["data"]["result"]
     probes = {r["metric"]["probe"]: r["value"][1] for r in result}
     assert probes == dict.fromkeys(
         ["airflow-api", "airflow-scheduler", "airflow-dag-processor", "airflow-metadatabase"], "1"
