@@ -61,13 +61,13 @@ def memory(samples: int, pause: float) -> tuple[float, dict[str, float]]:
     return median([sum(r.values()) for r in readings]), per
 
 
-def visible(slot: int) -> bool:
+def visible(slot: int, secrets: Path) -> bool:
     """Whether a query (what Grafana sends, subject to -search.latencyOffset) returns the slot's point."""
-    result = vm_query(f"max(timestamp({MAIN_PANEL}))")
+    result = vm_query(f"max(timestamp({MAIN_PANEL}))", secrets=secrets)
     return bool(result) and float(result[0]["value"][1]) >= slot
 
 
-def freshness(api: AirflowAPI, slots: int) -> dict[str, object]:
+def freshness(api: AirflowAPI, slots: int, secrets: Path) -> dict[str, object]:
     """For the next ``slots`` scheduled slots: seconds from the slot until a query
     returns its point; memory while the run is on; the run's task durations."""
     api.request("PATCH", f"/api/v2/dags/{RATE_DAG}", {"is_paused": False})
@@ -77,7 +77,7 @@ def freshness(api: AirflowAPI, slots: int) -> dict[str, object]:
         print(f"  waiting for the slot at {datetime.fromtimestamp(slot, UTC):%H:%M} ...", flush=True)
         time.sleep(max(0.0, slot - time.time()))
         sampled = False
-        while not visible(slot):
+        while not visible(slot, secrets):
             if not sampled and time.time() > slot + 1:
                 during.append(sum(memory_mib().values()))
                 sampled = True
@@ -196,7 +196,7 @@ def main() -> None:
     try:
         api = AirflowAPI("admin", secret("airflow_admin_password", secrets), base_url=base_url).login()
         print(f"freshness over {args.slots} scheduled slots ...", flush=True)
-        results |= freshness(api, args.slots)
+        results |= freshness(api, args.slots, secrets)
         save(results)
         print("a year of history ...", flush=True)
         with tempfile.TemporaryDirectory() as tmp:
