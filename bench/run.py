@@ -133,7 +133,7 @@ def backfill_and_query(tmp: Path) -> dict[str, float]:
     server = VictoriaMetricsServer(tmp / "vm").start()
     bitstamp = FakeRateAPI("bitstamp", delay=0).start()
     try:
-        vm = VictoriaMetrics(server.url, graphite_port=server.graphite_port)
+        vm = VictoriaMetrics(server.url, graphite_port=server.graphite_port, flush_key=server.FLUSH_KEY)
         end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
         began = time.monotonic()
         report = backfill_pair(Pair("BTC", "USD"), end - timedelta(days=30), end, base_url=bitstamp.url, vm=vm)

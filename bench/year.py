@@ -258,7 +258,10 @@ def victoriametrics_year(tmp: Path) -> dict[str, float]:
         for chunk in range(0, len(lines), 100_000):
             body = ("\n".join(lines[chunk : chunk + 100_000]) + "\n").encode()
             urllib.request.urlopen(f"{server.url}/api/v1/import/prometheus", data=body, timeout=60).close()  # noqa: S310 - loopback
-        for path in ("/internal/force_flush", "/internal/force_merge"):
+        for path in (
+            f"/internal/force_flush?authKey={server.FLUSH_KEY}",
+            f"/internal/force_merge?authKey={server.ADMIN_KEY}",
+        ):
             urllib.request.urlopen(f"{server.url}{path}", timeout=120).close()  # noqa: S310 - loopback
         time.sleep(5)  # the merge runs in the background
         disk = sum(f.stat().st_size for f in (tmp / "vm").rglob("*") if f.is_file())
