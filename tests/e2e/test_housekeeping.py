@@ -8,10 +8,10 @@ import os
 import time
 import urllib.error
 
-from harness.airflow_api import free_slots, trigger
+from harness.airflow_api import trigger
 from harness.docker import mysql_root
 from harness.services import wait_until
-from harness.settings import DATA
+from harness.settings import DATA, SLOT
 from harness.vm import vm_query
 
 LOGS = DATA / "airflow/logs"
@@ -58,10 +58,12 @@ def age_files(top, days: int) -> list:
 
 
 def test_runs_and_logs_past_the_retention_go_the_rest_stays(airflow_api, rate_dag):
-    old_slot, new_slot = free_slots(airflow_api, 2)
-    old_run, new_run = (trigger(airflow_api, slot) for slot in (old_slot, new_slot))
+    # Slots three days back: their runs fail at once (too late for a live quote) and
+    # write no point, but leave rows and logs, and take none of the recent free slots.
+    base = int(time.time()) // SLOT * SLOT - 3 * 86400
+    old_run, new_run = (trigger(airflow_api, slot) for slot in (base, base + SLOT))
     for run_id in (old_run, new_run):
-        assert airflow_api.wait_for_run(rate_dag, run_id, timeout=300)["state"] == "success"
+        assert airflow_api.wait_for_run(rate_dag, run_id, timeout=300)["state"] == "failed"
     old_logs, new_logs = (LOGS / f"dag_id={rate_dag}/run_id={run_id}" for run_id in (old_run, new_run))
     assert rows("task_instance", old_run) > 0
     assert any(new_logs.rglob("*.log")), f"no task log under {new_logs}"
