@@ -20,7 +20,8 @@ OFFSET = {"alphavantage": 0.0, "coinbase": 1.0, "kraken": 2.0, "bitstamp": 3.0}
 
 
 @pytest.fixture(scope="module")
-def slots(airflow_api, rate_dag) -> list[int]:
+def slots(airflow_api, rate_dag, recorded_slot) -> list[int]:
+    """Two free slots, taken after the recorded one, so that none is the same."""
     return free_slots(airflow_api, 2)
 
 
