@@ -31,7 +31,7 @@ from pathlib import Path
 from harness.airflow_api import AirflowAPI
 from harness.docker import docker, memory_mib, memory_peak_mib, mysql_root, wait_healthy
 from harness.services import VictoriaMetricsServer
-from harness.settings import RATE_DAG, SLOT
+from harness.settings import RATE_DAG, SLOT, secret
 
 YEAR_SLOTS = 365 * 86400 // SLOT
 PREFIX = "bench-year__"
@@ -82,10 +82,10 @@ class Metadata:
         return round(float(total) / 2**20, 1)
 
 
-def copy_statement(db: Metadata, table: str, overrides: dict[str, str], where: str, first: int, last: int) -> str:
+def copy_statement(table: str, columns: list[str], overrides: dict[str, str], where: str, first: int, last: int) -> str:
     """INSERT ... SELECT of ``table``'s rows matching ``where`` once per n in
     [first, last], with ``overrides`` (SQL over t.* and n) for some columns."""
-    columns = [c for c in db.columns(table) if c in overrides or c != "id"]
+    columns = [c for c in columns if c in overrides or c != "id"]
     values = ", ".join(overrides.get(c, f"t.`{c}`") for c in columns)
     names = ", ".join(f"`{c}`" for c in columns)
     return (
@@ -141,12 +141,13 @@ def synthesize_year(db: Metadata) -> dict[str, object]:
         "timestamp": at["end"],
     }
     same_run = f"t.dag_id = '{RATE_DAG}' AND t.run_id = '{run_id}'"
+    copies = [("dag_run", runs, f"t.id = {run_pk}"), ("task_instance", instances, same_run), ("xcom", xcoms, same_run)]
+    columns = {table: db.columns(table) for table, _, _ in copies}
     began = time.monotonic()
     for first in range(1, YEAR_SLOTS + 1, BATCH):
         last = min(YEAR_SLOTS, first + BATCH - 1)
-        db.sql(copy_statement(db, "dag_run", runs, f"t.id = {run_pk}", first, last))
-        db.sql(copy_statement(db, "task_instance", instances, same_run, first, last))
-        db.sql(copy_statement(db, "xcom", xcoms, same_run, first, last))
+        for table, overrides, where in copies:
+            db.sql(copy_statement(table, columns[table], overrides, where, first, last))
         print(f"  {last} of {YEAR_SLOTS} runs", flush=True)
     return {"year_synthesize_s": round(time.monotonic() - began, 1)} | counts(db)
 
@@ -206,7 +207,7 @@ class HousekeepingLock:
         self.session: subprocess.Popen | None = None
 
     def __enter__(self) -> HousekeepingLock:
-        password = (self.secrets / "mysql_root_password").read_text().strip()
+        password = secret("mysql_root_password", self.secrets)
         self.session = subprocess.Popen(
             ["docker", "exec", "-i", "-e", "MYSQL_PWD", "mysql", "mysql", "-uroot", "-N", "-B", "--unbuffered"],
             env={**os.environ, "MYSQL_PWD": password},
