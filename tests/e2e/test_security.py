@@ -350,16 +350,29 @@ def test_the_proxy_refuses_grafana_metrics_before_any_upstream(stack) -> None:
     assert '"/airflow/execution/*"' in routes
 
 
+# MySQL's entrypoint starts as root to own its data directory, then drops to the mysql user.
+STARTS_AS_ROOT = {"mysql"}
+
+
 def test_every_container_runs_with_least_privilege(stack) -> None:
     names = docker("ps", "--format", "{{.Names}}").split()
     assert len(names) >= 10
     for name in names:
-        host = json.loads(docker("inspect", name))[0]["HostConfig"]
+        config = json.loads(docker("inspect", name))[0]
+        host = config["HostConfig"]
         assert host["CapDrop"] == ["ALL"], name
         assert set(host["CapAdd"] or []) <= {"CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID", "NET_BIND_SERVICE"}
         assert "no-new-privileges:true" in host["SecurityOpt"], name
         assert 0 < host["PidsLimit"] <= 1024, name
         assert not host["Privileged"], name
+        if name not in STARTS_AS_ROOT:
+            assert host["ReadonlyRootfs"], name
+            assert docker("exec", name, "id", "-u").strip() != "0", name
+
+
+def test_mysql_serves_as_the_mysql_user(stack) -> None:
+    """The one container that starts as root: its server, process 1, runs as mysql."""
+    assert docker("exec", "mysql", "sh", "-c", "stat -c %U /proc/1").strip() == "mysql"
 
 
 def test_a_read_only_root_refuses_writes(stack) -> None:

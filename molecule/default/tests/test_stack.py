@@ -174,7 +174,7 @@ def test_victoriametrics_flags(host):
     [
         (f"{DATA}/airflow/airflow.env", "root", 0o600),
         (f"{DATA}/mysql/mysql.env", "root", 0o600),
-        (f"{DATA}/backups/backup.env", "root", 0o600),
+        (f"{DATA}/backup/backup.env", "root", 0o600),
         (f"{DATA}/airflow/admin-login.sha256", "root", 0o600),
         (f"{DATA}/secrets/airflow-admin/admin_password", "50000", 0o400),
         (f"{DATA}/secrets/mysql/mysql_root_password", "root", 0o400),
