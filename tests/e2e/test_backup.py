@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.docker import docker, inspect, mysql_root, wait_healthy
+from harness.docker import container_pids, docker, inspect, mysql_root, wait_healthy
 from harness.molecule import molecule, tail
 from harness.s3 import s3_keys
 from harness.services import wait_until
-from harness.settings import DATA, LOGS, RATE_DAG, S3_PREFIX
+from harness.settings import DATA, LOGS, RATE_DAG, S3_PREFIX, SECRETS
 from harness.vm import vm_open, vm_points, vm_query
 
 DAG = RATE_DAG
@@ -102,6 +102,35 @@ def test_a_new_generation_links_what_the_previous_one_holds(stack):
     assert f"{S3_PREFIX}/victoriametrics/{newer.name}/backup_complete.ignore" in s3_keys(
         f"victoriametrics/{newer.name}/"
     )
+
+
+def test_no_backup_process_shows_a_credential(stack):
+    """vmbackup, mysqldump and curl get their credentials from files and standard
+    input: sampled while a backup runs, no command line holds a secret, and the
+    snapshot the backup took is deleted after it."""
+    secrets = {path.read_text().strip() for path in SECRETS.iterdir() if path.is_file()}
+    assert len(secrets) >= 10
+    command_lines = set()
+    backup = subprocess.Popen(
+        ["docker", "exec", "backup", "btc-usd-backup", "now"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 300
+    while backup.poll() is None and time.monotonic() < deadline:
+        for pid in container_pids("backup"):
+            try:
+                command_lines.add(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode())
+            except OSError:  # the process ended
+                continue
+        time.sleep(0.02)
+    output = backup.communicate(timeout=60)[0]
+    assert backup.returncode == 0, output[-2000:]
+    programs = {Path(line.split(" ")[0]).name for line in command_lines if line}
+    assert {"vmbackup", "mysqldump"} <= programs, programs  # the sampling saw the programs that log in
+    assert [line for line in command_lines if any(secret in line for secret in secrets)] == []
+    assert list((DATA / "victoriametrics" / "snapshots").iterdir()) == []
 
 
 def test_an_emptied_store_is_not_backed_up_and_is_reported(stack, paused):

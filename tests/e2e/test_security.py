@@ -385,9 +385,8 @@ def test_a_read_only_root_refuses_writes(stack) -> None:
 
 def test_docker_inspect_shows_no_secret(stack) -> None:
     """Secrets reach the containers as files in /run/secrets, never in their environment,
-    command or labels. Exceptions, stated: VictoriaMetrics takes its keys and HTTP
-    password on the command line (1.79 reads no flag from a file), and vmbackup its
-    snapshot URL with the login (in the backup's processes, not in its configuration)."""
+    command or labels. Exception, stated: VictoriaMetrics takes its keys and HTTP
+    password on the command line (1.79 reads no flag from a file)."""
     known = {path.name: path.read_text().strip() for path in SECRETS.iterdir() if path.is_file()}
     known["alphavantage_api_key"] = "e2e-test-key"  # molecule.yml
     known["s3_secret_access_key"] = "moto-e2e"  # noqa: S105 - molecule.yml's value, looked for

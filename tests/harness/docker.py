@@ -81,6 +81,20 @@ def memory_peak_mib() -> dict[str, float]:
     return peaks
 
 
+def container_pids(name: str) -> list[int]:
+    """Host process ids of every process in ``name`` now, from its cgroup."""
+    cid = inspect(name)["Id"]
+    candidates = [
+        Path(f"/sys/fs/cgroup/pids/docker/{cid}/cgroup.procs"),
+        Path(f"/sys/fs/cgroup/docker/{cid}/cgroup.procs"),
+        Path(f"/sys/fs/cgroup/system.slice/docker-{cid}.scope/cgroup.procs"),
+    ]
+    found = next((path for path in candidates if path.exists()), None)
+    if found is None:
+        raise FileNotFoundError(f"no cgroup.procs of {name} among {[str(path) for path in candidates]}")
+    return [int(pid) for pid in found.read_text().split()]
+
+
 def wait_healthy(names: list[str], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
