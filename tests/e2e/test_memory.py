@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import subprocess
 import time
-import urllib.request
 from datetime import datetime
 from pathlib import Path
 
 import yaml
 
-from harness.docker import container_ip, inspect, memory_limits_mib, memory_peak_mib, stack_containers, wait_healthy
+from harness.docker import inspect, memory_limits_mib, memory_peak_mib, stack_containers, wait_healthy
 from harness.services import wait_until
 from harness.settings import REPO
-from harness.vm import vm_query
+from harness.vm import vm_open, vm_query
 
 SETTINGS = yaml.safe_load((REPO / "ansible/group_vars/all/stack.yml").read_text())
 BUDGET = SETTINGS["stack_memory_limits"]
@@ -57,12 +56,13 @@ def test_every_container_runs_with_its_memory_limit(stack, figures):
 
 
 def test_victoriametrics_sizes_its_caches_from_its_limit(stack):
-    with urllib.request.urlopen(f"http://{container_ip('victoriametrics')}:8428/metrics", timeout=10) as reply:
+    with vm_open("/metrics") as reply:
         metrics = dict(line.rsplit(" ", 1) for line in reply.read().decode().splitlines() if line[:1] != "#")
     limit = BUDGET["victoriametrics"] << 20
     assert float(metrics["process_memory_limit_bytes"]) == limit, "VictoriaMetrics runs with another limit"
     logs = subprocess.run(["docker", "logs", "victoriametrics"], capture_output=True, text=True)
-    assert f"limiting caches to {limit // 2} bytes" in logs.stdout + logs.stderr
+    percent = next(int(arg.split("=")[1]) for arg in inspect("victoriametrics")["Args"] if "allowedPercent=" in arg)
+    assert f"limiting caches to {limit * percent // 100} bytes" in logs.stdout + logs.stderr
 
 
 def test_a_runaway_process_is_killed_inside_its_container_and_alerts(sinks, figures):
