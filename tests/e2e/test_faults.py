@@ -23,7 +23,7 @@ from harness.airflow_api import AirflowAPI, free_slots, quiet_window, trigger
 from harness.docker import container_ip, docker, inspect, wait_healthy
 from harness.services import wait_until
 from harness.settings import BACKFILL_DAG, DATA, RATE_DAG, RATE_SERIES, SLOT
-from harness.vm import rate_points, vm_points
+from harness.vm import rate_points, vm_open, vm_points
 
 AIRFLOW = ["airflow-api-server", "airflow-scheduler", "airflow-dag-processor"]
 
@@ -197,7 +197,7 @@ def kept_full(path: Path):
 
 
 def vm_read_only() -> bool:
-    with urllib.request.urlopen(f"http://{container_ip('victoriametrics')}:8428/metrics", timeout=10) as reply:
+    with vm_open("/metrics") as reply:
         return any(
             line.startswith("vm_storage_is_read_only{") and line.endswith(" 1")
             for line in reply.read().decode().splitlines()
