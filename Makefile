@@ -152,12 +152,14 @@ restore: $(INFRA)/.installed ## Replace the data with a backup (asks to confirm;
 	$(ANSIBLE) -i $(LOCAL_INVENTORY) restore.yml -e backup_restore_from=$(or $(FROM),local) \
 	  -e backup_restore_generation=$(GENERATION) $(ANSIBLE_ARGS)
 
+# The playbook runs as plain Ansible here: it asks about a new VM's SSH host key, where
+# Mitogen (ansible/ansible.cfg) refuses it.
 .PHONY: deploy
 deploy: deps-terraform $(INFRA)/.installed ## Create the AWS VM (terraform/terraform.tfvars), then deploy the stack on it
 	$(TF) init -input=false
 	$(TF) apply
 	$(INFRA_BIN)/ansible-inventory -i ansible/$(AWS_INVENTORY) --graph
-	$(ANSIBLE) -i $(AWS_INVENTORY) site.yml $(ANSIBLE_ARGS)
+	ANSIBLE_STRATEGY=linear $(ANSIBLE) -i $(AWS_INVENTORY) site.yml $(ANSIBLE_ARGS)
 
 .PHONY: destroy
 destroy: deps-terraform ## Destroy the AWS resources (the data volume is snapshotted first)
