@@ -157,6 +157,8 @@ restore: $(INFRA)/.installed ## Replace the data with a backup (asks to confirm;
 .PHONY: deploy
 deploy: deps-terraform $(INFRA)/.installed ## Create the AWS VM (terraform/terraform.tfvars), then deploy the stack on it
 	$(TF) init -input=false
+	@if [ "$$(echo var.topology | $(TF) console)" = '"ha"' ]; then \
+	  echo 'topology "ha": make deploy covers topology "single" only; apply terraform/ yourself (docs/scaling.md)' >&2; exit 1; fi
 	$(TF) apply
 	$(INFRA_BIN)/ansible-inventory -i ansible/$(AWS_INVENTORY) --graph
 	ANSIBLE_STRATEGY=linear $(ANSIBLE) -i $(AWS_INVENTORY) site.yml $(ANSIBLE_ARGS)

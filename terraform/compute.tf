@@ -5,7 +5,10 @@ resource "aws_key_pair" "admin" {
   tags = local.tags
 }
 
+# The one VM of topology "single"; "ha" has its tiers in ha.tf.
 resource "aws_instance" "stack" {
+  count = local.ha ? 0 : 1
+
   ami                    = local.ami_id
   instance_type          = var.instance_type
   subnet_id              = aws_subnet.public.id
@@ -20,7 +23,7 @@ resource "aws_instance" "stack" {
   # (the device is found by its EBS volume id) and must exist before any
   # database writes. Everything else is Ansible's.
   user_data = templatefile("${path.module}/templates/cloud-init.yaml.tftpl", {
-    volume_id  = aws_ebs_volume.data.id
+    volume_id  = aws_ebs_volume.data[0].id
     mount_path = var.data_mount_path
   })
 
@@ -57,6 +60,8 @@ resource "aws_instance" "stack" {
 # The databases' data lives here, not on the root volume, so it survives
 # instance replacement; destroying the stack snapshots it first.
 resource "aws_ebs_volume" "data" {
+  count = local.ha ? 0 : 1
+
   # checkov:skip=CKV_AWS_189: encrypted with the account's aws/ebs key; a customer-managed key adds cost and a key policy without protecting more here
   availability_zone = aws_subnet.public.availability_zone
   size              = var.data_volume_size_gb
@@ -68,12 +73,16 @@ resource "aws_ebs_volume" "data" {
 }
 
 resource "aws_volume_attachment" "data" {
+  count = local.ha ? 0 : 1
+
   device_name = "/dev/sdf"
-  volume_id   = aws_ebs_volume.data.id
-  instance_id = aws_instance.stack.id
+  volume_id   = aws_ebs_volume.data[0].id
+  instance_id = aws_instance.stack[0].id
 }
 
 resource "aws_eip" "stack" {
+  count = local.ha ? 0 : 1
+
   domain = "vpc"
 
   tags = merge(local.tags, { Name = var.name })
@@ -82,6 +91,34 @@ resource "aws_eip" "stack" {
 }
 
 resource "aws_eip_association" "stack" {
-  allocation_id = aws_eip.stack.id
-  instance_id   = aws_instance.stack.id
+  count = local.ha ? 0 : 1
+
+  allocation_id = aws_eip.stack[0].id
+  instance_id   = aws_instance.stack[0].id
+}
+
+# State from before the topology input: the single VM's resources keep their place.
+moved {
+  from = aws_instance.stack
+  to   = aws_instance.stack[0]
+}
+
+moved {
+  from = aws_ebs_volume.data
+  to   = aws_ebs_volume.data[0]
+}
+
+moved {
+  from = aws_volume_attachment.data
+  to   = aws_volume_attachment.data[0]
+}
+
+moved {
+  from = aws_eip.stack
+  to   = aws_eip.stack[0]
+}
+
+moved {
+  from = aws_eip_association.stack
+  to   = aws_eip_association.stack[0]
 }

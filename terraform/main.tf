@@ -11,6 +11,8 @@ locals {
   # Debian's cloud images log in as "admin".
   ssh_user = "admin"
   ami_id   = coalesce(var.ami_id, try(data.aws_ami.debian[0].id, null))
+  # Where people open the UIs: the VM, or the load balancer in front of the control hosts.
+  web_address = local.ha ? aws_lb.ha[0].dns_name : aws_eip.stack[0].public_ip
 }
 
 data "aws_partition" "current" {}

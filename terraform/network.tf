@@ -23,7 +23,8 @@ resource "aws_internet_gateway" "this" {
 resource "aws_subnet" "public" {
   vpc_id     = aws_vpc.this.id
   cidr_block = cidrsubnet(var.vpc_cidr, 8, 0)
-  # No availability_zone: AWS picks one, and the data volume follows the subnet.
+  # Topology "single": AWS picks the zone, and the data volume follows the subnet.
+  availability_zone = local.ha ? local.ha_zones[0] : null
   # The VM gets its public address from the Elastic IP, nothing else does.
   map_public_ip_on_launch = false
 

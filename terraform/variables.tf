@@ -152,3 +152,98 @@ variable "backup_bucket_force_destroy" {
   type        = bool
   default     = false
 }
+
+variable "topology" {
+  description = "\"single\": the whole stack on one VM. \"ha\": control, worker and time-series hosts in two availability zones behind a load balancer, with Airflow's database on RDS Multi-AZ (docs/scaling.md)."
+  type        = string
+  default     = "single"
+
+  validation {
+    condition     = contains(["single", "ha"], var.topology)
+    error_message = "topology must be \"single\" or \"ha\"."
+  }
+}
+
+variable "ha_availability_zones" {
+  description = "The two availability zones of topology \"ha\", e.g. [\"eu-west-1a\", \"eu-west-1b\"]. [] takes the region's zones a and b."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = length(var.ha_availability_zones) == 0 || (length(distinct(var.ha_availability_zones)) == 2 && length(var.ha_availability_zones) == 2)
+    error_message = "ha_availability_zones must name two different zones, e.g. [\"eu-west-1a\", \"eu-west-1b\"], or be [] for the region's a and b."
+  }
+  validation {
+    condition     = alltrue([for zone in var.ha_availability_zones : startswith(zone, var.aws_region)])
+    error_message = "ha_availability_zones must be zones of aws_region (${var.aws_region}), e.g. [\"${var.aws_region}a\", \"${var.aws_region}b\"]."
+  }
+}
+
+variable "ha_control_count" {
+  description = "Control hosts in topology \"ha\" (Airflow API server, scheduler and DAG processor, Grafana, the proxy); two or more keep a scheduler when one host is lost."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.ha_control_count >= 2 && var.ha_control_count <= 5 && floor(var.ha_control_count) == var.ha_control_count
+    error_message = "ha_control_count must be a whole number from 2 to 5: one control host is no HA, and more than 5 schedulers mostly contend for the database."
+  }
+}
+
+variable "ha_worker_count" {
+  description = "Airflow worker hosts in topology \"ha\", spread over the two availability zones."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.ha_worker_count >= 1 && var.ha_worker_count <= 20 && floor(var.ha_worker_count) == var.ha_worker_count
+    error_message = "ha_worker_count must be a whole number from 1 to 20."
+  }
+}
+
+variable "ha_instance_types" {
+  description = "EC2 instance type of each tier in topology \"ha\": control, worker and tsdb (the two VictoriaMetrics hosts, with vmalert and Alertmanager)."
+  type = object({
+    control = string
+    worker  = string
+    tsdb    = string
+  })
+  default = {
+    control = "t3.medium"
+    worker  = "t3.small"
+    tsdb    = "t3.small"
+  }
+
+  validation {
+    condition     = alltrue([for t in values(var.ha_instance_types) : can(regex("^[a-z][a-z0-9-]*\\.[a-z0-9]+$", t))])
+    error_message = "ha_instance_types must hold EC2 instance types such as t3.medium."
+  }
+}
+
+variable "ha_db_instance_class" {
+  description = "RDS instance class of Airflow's MySQL database in topology \"ha\" (Multi-AZ: a standby in the other zone)."
+  type        = string
+  default     = "db.t4g.small"
+
+  validation {
+    condition     = can(regex("^db\\.[a-z0-9]+\\.[a-z0-9]+$", var.ha_db_instance_class))
+    error_message = "ha_db_instance_class must be an RDS instance class such as db.t4g.small."
+  }
+}
+
+variable "ha_db_backup_retention_days" {
+  description = "Days RDS keeps the automated backups (point-in-time restore) of Airflow's database in topology \"ha\"."
+  type        = number
+  default     = 7
+
+  validation {
+    condition     = var.ha_db_backup_retention_days >= 1 && var.ha_db_backup_retention_days <= 35 && floor(var.ha_db_backup_retention_days) == var.ha_db_backup_retention_days
+    error_message = "ha_db_backup_retention_days must be a whole number from 1 to 35 (0 would turn the automated backups off)."
+  }
+}
+
+variable "ha_deletion_protection" {
+  description = "Refuse to delete Airflow's RDS database and the load balancer (topology \"ha\"). Keep true outside tests; a destroy stops until it is set false."
+  type        = bool
+  default     = true
+}

@@ -10,11 +10,11 @@ run "good_inputs_plan" {
   command = plan
 
   assert {
-    condition     = aws_instance.stack.metadata_options[0].http_tokens == "required"
+    condition     = aws_instance.stack[0].metadata_options[0].http_tokens == "required"
     error_message = "IMDSv2 must be required"
   }
   assert {
-    condition     = aws_instance.stack.root_block_device[0].encrypted && aws_ebs_volume.data.encrypted
+    condition     = aws_instance.stack[0].root_block_device[0].encrypted && aws_ebs_volume.data[0].encrypted
     error_message = "volumes must be encrypted"
   }
   assert {
@@ -49,7 +49,7 @@ run "without_backup_bucket" {
     error_message = "backup_bucket_enabled = false must create no bucket and no S3 permission"
   }
   assert {
-    condition     = aws_instance.stack.metadata_options[0].http_put_response_hop_limit == 1
+    condition     = aws_instance.stack[0].metadata_options[0].http_put_response_hop_limit == 1
     error_message = "without backups to S3, containers must not reach the instance profile (hop limit 1)"
   }
 }
@@ -126,4 +126,55 @@ run "malformed_allowed_cidr" {
     allowed_cidrs = ["0.0.0.0/33"]
   }
   expect_failures = [var.allowed_cidrs]
+}
+
+run "unknown_topology" {
+  command = plan
+  variables {
+    topology = "cluster"
+  }
+  expect_failures = [var.topology]
+}
+
+run "ha_with_one_control_host" {
+  command = plan
+  variables {
+    topology         = "ha"
+    ha_control_count = 1
+  }
+  expect_failures = [var.ha_control_count]
+}
+
+run "ha_zones_of_another_region" {
+  command = plan
+  variables {
+    topology              = "ha"
+    ha_availability_zones = ["us-east-1a", "us-east-1b"]
+  }
+  expect_failures = [var.ha_availability_zones]
+}
+
+run "ha_zones_the_same" {
+  command = plan
+  variables {
+    topology              = "ha"
+    ha_availability_zones = ["eu-west-1a", "eu-west-1a"]
+  }
+  expect_failures = [var.ha_availability_zones]
+}
+
+run "ha_plans_no_single_vm" {
+  command = plan
+  variables {
+    topology = "ha"
+  }
+
+  assert {
+    condition     = length(aws_instance.stack) == 0 && length(aws_eip.stack) == 0 && length(aws_ebs_volume.data) == 0
+    error_message = "topology \"ha\" must not create the single VM"
+  }
+  assert {
+    condition     = [for name, host in local.ha_hosts : host.tier] == ["control", "control", "tsdb", "tsdb", "worker", "worker"]
+    error_message = "topology \"ha\" must plan 2 control, 2 worker (the defaults) and 2 time-series hosts"
+  }
 }

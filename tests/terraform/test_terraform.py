@@ -160,3 +160,59 @@ def test_checkov_finds_nothing_and_every_skip_has_a_reason(figures) -> None:
         reason = skipped["check_result"].get("suppress_comment", "").strip()
         assert reason not in ("", "No comment provided"), f"{skipped['check_id']} is skipped without a reason"
         assert len(reason) > 20, f"{skipped['check_id']}: say why in the skip comment"
+
+
+def test_ha_apply_then_inventory_groups_the_tiers_then_destroy(aws_env, tmp_path: Path, figures) -> None:
+    """Topology "ha": the inventory finds every host in its tier's group, the single
+    VM's group stays empty, and the private hosts are reached through a control host."""
+    state = tmp_path / "terraform.tfstate"
+    args = [
+        f"-state={state}",
+        "-no-color",
+        "-auto-approve",
+        "-var=name=inventory-ha",
+        "-var=topology=ha",
+        "-var=ha_worker_count=3",
+        "-var=ha_deletion_protection=false",
+        "-var=backup_bucket_force_destroy=true",
+        f"-var=ami_id={MOTO_AMI}",
+        '-var=admin_cidrs=["203.0.113.7/32"]',
+        '-var=allowed_cidrs=["0.0.0.0/0"]',
+        f"-var=ssh_public_key={SSH_KEY}",
+    ]
+    began = time.monotonic()
+    applied = terraform(aws_env, "apply", *args)
+    figures["terraform_ha_apply_moto_s"] = round(time.monotonic() - began, 1)
+    assert applied.returncode == 0, applied.stdout[-4000:] + applied.stderr
+    figures["terraform_ha_resources_created"] = int(
+        re.search(r"Apply complete! Resources: (\d+) added", applied.stdout).group(1)
+    )
+    hosts = json.loads(terraform(aws_env, "output", f"-state={state}", "-json").stdout)["hosts"]["value"]
+    jump = f"admin@{hosts['control-1']['public_ip']}"
+
+    listed = inventory(aws_env)
+    assert "btc_usd_stack" not in listed or not listed["btc_usd_stack"].get("hosts")
+    for group, tier, count in (
+        ("btc_usd_control", "control", 2),
+        ("btc_usd_workers", "worker", 3),
+        ("btc_usd_tsdb", "tsdb", 2),
+    ):
+        members = listed[group]["hosts"]
+        assert sorted(members) == sorted(f"inventory-ha-{name}" for name, h in hosts.items() if h["tier"] == tier)
+        assert len(members) == count
+        for name in members:
+            host = listed["_meta"]["hostvars"][name]
+            expected = hosts[name.removeprefix("inventory-ha-")]
+            if tier == "control":
+                assert plain(host["ansible_host"]) == expected["public_ip"]
+                assert plain(host["ansible_ssh_common_args"]) == ""
+            else:
+                assert plain(host["ansible_host"]) == expected["private_ip"]
+                assert plain(host["ansible_ssh_common_args"]) == f"-o ProxyJump={jump}"
+            assert bool(plain(host["backup_s3_bucket"])) == (tier == "tsdb")
+
+    began = time.monotonic()
+    destroyed = terraform(aws_env, "destroy", *args)
+    figures["terraform_ha_destroy_moto_s"] = round(time.monotonic() - began, 1)
+    assert destroyed.returncode == 0, destroyed.stdout[-4000:] + destroyed.stderr
+    assert "btc_usd_control" not in inventory(aws_env)
