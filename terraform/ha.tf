@@ -137,6 +137,22 @@ resource "aws_vpc_security_group_ingress_rule" "ha" {
   tags = local.tags
 }
 
+# The load balancer's health checks come from its nodes in the public subnets.
+resource "aws_vpc_security_group_ingress_rule" "ha_health_check" {
+  for_each = local.ha ? {
+    for pair in setproduct(["80", "443"], range(2)) : "${pair[0]}-${pair[1]}" => { port = tonumber(pair[0]), zone = pair[1] }
+  } : {}
+
+  security_group_id = aws_security_group.stack.id
+  description       = "Load balancer health checks to the proxy"
+  ip_protocol       = "tcp"
+  from_port         = each.value.port
+  to_port           = each.value.port
+  cidr_ipv4         = [aws_subnet.public.cidr_block, aws_subnet.ha_public[0].cidr_block][each.value.zone]
+
+  tags = local.tags
+}
+
 resource "aws_vpc_security_group_egress_rule" "ha" {
   for_each = local.ha ? toset(["worker", "tsdb"]) : toset([])
 
@@ -271,7 +287,7 @@ resource "aws_lb" "ha" {
   # checkov:skip=CKV_AWS_91: access logs would need a log bucket; the proxies on the control hosts log every request
   count = local.ha ? 1 : 0
 
-  name                             = substr("${var.name}-web", 0, 32)
+  name                             = trimsuffix(substr("${var.name}-web", 0, 32), "-")
   load_balancer_type               = "network"
   internal                         = false
   subnets                          = local.ha_public_subnet_ids
@@ -284,7 +300,7 @@ resource "aws_lb" "ha" {
 resource "aws_lb_target_group" "ha" {
   for_each = local.ha ? toset(["80", "443"]) : toset([])
 
-  name               = substr("${var.name}-${each.key}", 0, 32)
+  name               = trimsuffix(substr("${var.name}-${each.key}", 0, 32), "-")
   port               = tonumber(each.key)
   protocol           = "TCP"
   vpc_id             = aws_vpc.this.id

@@ -86,13 +86,14 @@ resource "aws_db_instance" "airflow" {
   publicly_accessible    = false
   parameter_group_name   = aws_db_parameter_group.airflow[0].name
 
-  backup_retention_period   = var.ha_db_backup_retention_days
-  backup_window             = "02:00-03:00"
-  maintenance_window        = "sun:03:30-sun:04:30"
-  copy_tags_to_snapshot     = true
-  deletion_protection       = var.ha_deletion_protection
-  skip_final_snapshot       = false
-  final_snapshot_identifier = "${var.name}-airflow-final"
+  backup_retention_period = var.ha_db_backup_retention_days
+  backup_window           = "02:00-03:00"
+  maintenance_window      = "sun:03:30-sun:04:30"
+  copy_tags_to_snapshot   = true
+  deletion_protection     = var.ha_deletion_protection
+  skip_final_snapshot     = false
+  # Unique per VPC: a stack made again under the same name keeps the earlier final snapshot.
+  final_snapshot_identifier = "${var.name}-airflow-final-${aws_vpc.this.id}"
 
   auto_minor_version_upgrade          = true
   iam_database_authentication_enabled = true

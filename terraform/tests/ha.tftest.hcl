@@ -93,6 +93,12 @@ run "apply_ha" {
     error_message = "the database must refuse connections without TLS"
   }
   assert {
+    condition = toset([for rule in aws_vpc_security_group_ingress_rule.ha_health_check : "${rule.from_port}/${rule.cidr_ipv4}"]) == toset([
+      for pair in setproduct([80, 443], [aws_subnet.public.cidr_block, aws_subnet.ha_public[0].cidr_block]) : "${pair[0]}/${pair[1]}"
+    ])
+    error_message = "the load balancer's health checks must reach the proxies from the public subnets, and only from there"
+  }
+  assert {
     condition = (
       aws_lb.ha[0].load_balancer_type == "network" && !aws_lb.ha[0].internal && aws_lb.ha[0].enable_cross_zone_load_balancing
       && length(aws_lb_target_group_attachment.ha) == 4
