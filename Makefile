@@ -119,9 +119,9 @@ test: deps lint lint-ansible ## Everything: install what is missing (root), lint
 # server, so they run side by side; each writes its figures to .build/figures/.
 .PHONY: suite-e2e suite-local
 suite-e2e:
-	FIGURES_NAME=e2e $(PYTEST) tests/e2e 2>&1 | tee .build/test-e2e.log
+	FIGURES_NAME=e2e $(PYTEST) --durations=15 tests/e2e 2>&1 | tee .build/test-e2e.log
 suite-local:
-	FIGURES_NAME=local $(PYTEST) tests --ignore=tests/e2e 2>&1 | tee .build/test-local.log
+	FIGURES_NAME=local $(PYTEST) --durations=15 tests --ignore=tests/e2e 2>&1 | tee .build/test-local.log
 
 .PHONY: test-roles
 test-roles: $(VENV)/.installed $(INFRA)/.installed ## Role interfaces (argument specs, defaults, own variables only) and the scenario's ports
