@@ -5,8 +5,10 @@
 locals {
   ha = var.topology == "ha"
 
-  ha_zones              = length(var.ha_availability_zones) > 0 ? var.ha_availability_zones : ["${var.aws_region}a", "${var.aws_region}b"]
-  ha_public_subnet_ids  = local.ha ? [aws_subnet.public.id, aws_subnet.ha_public[0].id] : []
+  ha_zones = length(var.ha_availability_zones) > 0 ? var.ha_availability_zones : ["${var.aws_region}a", "${var.aws_region}b"]
+  # Zone a's public subnet is the single topology's; zone b's is ha_public.
+  ha_public_subnets     = concat([aws_subnet.public], aws_subnet.ha_public)
+  ha_public_subnet_ids  = local.ha_public_subnets[*].id
   ha_private_subnet_ids = aws_subnet.ha_private[*].id
 
   ha_security_groups = local.ha ? {
@@ -148,7 +150,7 @@ resource "aws_vpc_security_group_ingress_rule" "ha_health_check" {
   ip_protocol       = "tcp"
   from_port         = each.value.port
   to_port           = each.value.port
-  cidr_ipv4         = [aws_subnet.public.cidr_block, aws_subnet.ha_public[0].cidr_block][each.value.zone]
+  cidr_ipv4         = local.ha_public_subnets[each.value.zone].cidr_block
 
   tags = local.tags
 }

@@ -96,18 +96,24 @@ def assert_backup_bucket_is_private_and_the_only_one_the_vm_can_use(aws_env: dic
     assert all(a.startswith("s3:") and "*" not in a for a in actions), actions
 
 
-def test_apply_then_inventory_resolves_the_vm_then_destroy(aws_env, tmp_path: Path, figures) -> None:
-    state = tmp_path / "terraform.tfstate"
-    args = [
+def apply_args(state: Path, name: str, *extra: str) -> list[str]:
+    """The arguments of an unattended apply or destroy of stack ``name`` kept in ``state``."""
+    return [
         f"-state={state}",
         "-no-color",
         "-auto-approve",
-        "-var=name=inventory-check",
+        f"-var=name={name}",
         f"-var=ami_id={MOTO_AMI}",
         '-var=admin_cidrs=["203.0.113.7/32"]',
         '-var=allowed_cidrs=["0.0.0.0/0"]',
         f"-var=ssh_public_key={SSH_KEY}",
+        *extra,
     ]
+
+
+def test_apply_then_inventory_resolves_the_vm_then_destroy(aws_env, tmp_path: Path, figures) -> None:
+    state = tmp_path / "terraform.tfstate"
+    args = apply_args(state, "inventory-check")
     began = time.monotonic()
     applied = terraform(aws_env, "apply", *args)
     figures["terraform_apply_moto_s"] = round(time.monotonic() - began, 1)
@@ -166,20 +172,14 @@ def test_ha_apply_then_inventory_groups_the_tiers_then_destroy(aws_env, tmp_path
     """Topology "ha": the inventory finds every host in its tier's group, the single
     VM's group stays empty, and the private hosts are reached through a control host."""
     state = tmp_path / "terraform.tfstate"
-    args = [
-        f"-state={state}",
-        "-no-color",
-        "-auto-approve",
-        "-var=name=inventory-ha",
+    args = apply_args(
+        state,
+        "inventory-ha",
         "-var=topology=ha",
         "-var=ha_worker_count=3",
         "-var=ha_deletion_protection=false",
         "-var=backup_bucket_force_destroy=true",
-        f"-var=ami_id={MOTO_AMI}",
-        '-var=admin_cidrs=["203.0.113.7/32"]',
-        '-var=allowed_cidrs=["0.0.0.0/0"]',
-        f"-var=ssh_public_key={SSH_KEY}",
-    ]
+    )
     began = time.monotonic()
     applied = terraform(aws_env, "apply", *args)
     figures["terraform_ha_apply_moto_s"] = round(time.monotonic() - began, 1)
