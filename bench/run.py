@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from datetime import UTC, datetime, timedelta
@@ -26,8 +28,8 @@ import year
 from btc_usd.backfill import backfill_pair
 from btc_usd.model import Pair
 from btc_usd.victoriametrics import VictoriaMetrics
-from fakes.rate_apis import FakeRateAPI
-from harness.airflow_api import AirflowAPI
+from fakes.rate_apis import FakeRateAPI, synthetic_pairs
+from harness.airflow_api import AirflowAPI, quiet_window, trigger
 from harness.docker import memory_limits_mib, memory_mib, memory_peak_mib
 from harness.molecule import molecule
 from harness.services import VictoriaMetricsServer
@@ -101,6 +103,85 @@ def freshness(api: AirflowAPI, slots: int, secrets: Path) -> dict[str, object]:
     }
 
 
+# Loads tried by pairs_per_slot, smallest first; it stops at the first that misses the goal.
+PAIR_LOADS = (250, 500, 1000, 2000, 4000)
+FRESHNESS_GOAL_S = 60.0
+SYNTHETIC = 'exchange_rate{base=~"S[0-9]{4}"}'
+
+
+def visible_since(slot: int, secrets: Path) -> set[tuple[str, str]]:
+    """The synthetic pairs whose point at ``slot`` (or later) a query returns now."""
+    found = vm_query(f"timestamp({SYNTHETIC}) >= {slot}", secrets=secrets)
+    return {(series["metric"]["base"], series["metric"]["quote"]) for series in found}
+
+
+def set_variable(api: AirflowAPI, key: str, value: str | None) -> None:
+    """Set an Airflow Variable in the metadata database (None: delete it)."""
+    try:
+        api.request("DELETE", f"/api/v2/variables/{key}")
+    except urllib.error.HTTPError as exc:
+        if exc.code != 404:
+            raise
+    if value is not None:
+        api.request("POST", "/api/v2/variables", {"key": key, "value": value})
+
+
+def one_load(api: AirflowAPI, count: int, secrets: Path) -> dict[str, object]:
+    """A triggered run of the rate DAG for ``count`` synthetic pairs (Coinbase, then Kraken,
+    both fakes): each pair's delay from the run's logical date until a query returns it."""
+    set_variable(api, "exchange_rate_pairs", json.dumps(synthetic_pairs(count)))
+    quiet_window(api, 180)
+    slot = int(time.time())
+    run_id = trigger(api, slot)
+    seen: dict[tuple[str, str], float] = {}
+    while len(seen) < count and time.time() < slot + 240:
+        now = time.time()
+        for pair in visible_since(slot, secrets) - set(seen):
+            seen[pair] = now - slot
+        time.sleep(0.5)
+    run = api.wait_for_run(RATE_DAG, run_id, timeout=300)
+    found = api.request("GET", f"/api/v2/dags/{RATE_DAG}/dagRuns/{urllib.parse.quote(run_id)}/taskInstances")
+    delays = sorted(seen.values())
+    return {
+        "pairs": count,
+        "recorded": len(seen),
+        "run_state": run["state"],
+        "freshness_p50_s": median(delays) if delays else None,
+        "freshness_p95_s": p95(delays) if len(seen) == count else None,
+        "record_tasks": sum(1 for ti in found["task_instances"] if ti["task_id"] == "record"),
+        "record_task_s_total": round(
+            sum(ti["duration"] or 0.0 for ti in found["task_instances"] if ti["task_id"] == "record"), 1
+        ),
+    }
+
+
+def pairs_per_slot(api: AirflowAPI, secrets: Path) -> dict[str, object]:
+    """The most synthetic pairs one run records with freshness p95 within the goal, trying
+    PAIR_LOADS in turn. The Variables it sets (pairs; Coinbase and Kraken as the sources)
+    are removed afterwards, so the stack goes back to its own settings."""
+    set_variable(api, "exchange_rate_sources", '["coinbase", "kraken"]')
+    loads, best = [], 0
+    try:
+        for count in PAIR_LOADS:
+            print(f"  {count} pairs ...", flush=True)
+            load = one_load(api, count, secrets)
+            loads.append(load)
+            print(f"  {load}", flush=True)
+            met = load["run_state"] == "success" and (load["freshness_p95_s"] or math.inf) <= FRESHNESS_GOAL_S
+            if not met:
+                break
+            best = count
+    finally:
+        for key in ("exchange_rate_sources", "exchange_rate_pairs"):
+            set_variable(api, key, None)
+    at_best = next((load for load in loads if load["pairs"] == best), {})
+    return {
+        "pairs_per_slot": best,
+        "pairs_per_slot_freshness_p95_s": at_best.get("freshness_p95_s"),
+        "pairs_per_slot_loads": loads,
+    }
+
+
 def dag_parse() -> float:
     """The dag-processor's own measure of the rate DAG file, median of 7 parses."""
     code = (
@@ -160,34 +241,43 @@ def save(results: dict[str, object]) -> None:
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
 
 
+STEPS = ("converge", "memory", "parse", "backfill", "freshness", "year", "pairs")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slots", type=int, default=int(os.environ.get("BENCH_SLOTS", "3")))
     parser.add_argument("--fakes", action="store_true", help="serve the fake rate APIs on 18081-18084")
     parser.add_argument("--converge", choices=["molecule", "local"], default=None)
+    parser.add_argument("--only", nargs="+", choices=STEPS, default=STEPS, help="measure only these steps")
     args = parser.parse_args()
+    steps = set(args.only)
     how = args.converge or ("molecule" if SECRETS.is_dir() else "local")
     secrets, base_url = (SECRETS, "https://127.0.0.1") if how == "molecule" else (LOCAL_SECRETS, "https://localhost")
 
     # Figures this run does not measure (the before/after record of `speed`) are kept.
     results: dict[str, object] = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     results["measured_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-    print("converge (idempotent) ...", flush=True)
-    results["converge_idempotent_s"] = median([converge(how) for _ in range(2)])
-    save(results)
-    print("idle memory (5 readings, 10 s apart) ...", flush=True)
-    results["stack_idle_memory_mib"], results["container_idle_memory_mib"] = memory(5, 10)
-    results["container_memory_peak_mib"] = memory_peak_mib()
-    results["container_memory_limit_mib"] = memory_limits_mib()
-    results["stack_memory_limit_mib"] = sum(results["container_memory_limit_mib"].values())
-    save(results)
-    print("DAG parse ...", flush=True)
-    results["dag_parse_s"] = dag_parse()
-    save(results)
-    print("backfill and the 30-day query ...", flush=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        results |= backfill_and_query(Path(tmp))
+    if "converge" in steps:
+        print("converge (idempotent) ...", flush=True)
+        results["converge_idempotent_s"] = median([converge(how) for _ in range(2)])
         save(results)
+    if "memory" in steps:
+        print("idle memory (5 readings, 10 s apart) ...", flush=True)
+        results["stack_idle_memory_mib"], results["container_idle_memory_mib"] = memory(5, 10)
+        results["container_memory_peak_mib"] = memory_peak_mib()
+        results["container_memory_limit_mib"] = memory_limits_mib()
+        results["stack_memory_limit_mib"] = sum(results["container_memory_limit_mib"].values())
+        save(results)
+    if "parse" in steps:
+        print("DAG parse ...", flush=True)
+        results["dag_parse_s"] = dag_parse()
+        save(results)
+    if "backfill" in steps:
+        print("backfill and the 30-day query ...", flush=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            results |= backfill_and_query(Path(tmp))
+            save(results)
     # On every address: the containers reach the host through its Docker gateway.
     everywhere = "0.0.0.0"  # noqa: S104
     fakes = (
@@ -195,12 +285,18 @@ def main() -> None:
     )
     try:
         api = AirflowAPI("admin", secret("airflow_admin_password", secrets), base_url=base_url).login()
-        print(f"freshness over {args.slots} scheduled slots ...", flush=True)
-        results |= freshness(api, args.slots, secrets)
-        save(results)
-        print("a year of history ...", flush=True)
-        with tempfile.TemporaryDirectory() as tmp:
-            results |= year.measure(api, secrets, Path(tmp), lambda found: save(results | found))
+        if "pairs" in steps:
+            print(f"pairs per slot (loads {PAIR_LOADS}, freshness goal {FRESHNESS_GOAL_S:g} s) ...", flush=True)
+            results |= pairs_per_slot(api, secrets)
+            save(results)
+        if "freshness" in steps:
+            print(f"freshness over {args.slots} scheduled slots ...", flush=True)
+            results |= freshness(api, args.slots, secrets)
+            save(results)
+        if "year" in steps:
+            print("a year of history ...", flush=True)
+            with tempfile.TemporaryDirectory() as tmp:
+                results |= year.measure(api, secrets, Path(tmp), lambda found: save(results | found))
     finally:
         for fake in fakes:
             fake.stop()

@@ -6,8 +6,11 @@ daily budget allows), records the first valid quote in VictoriaMetrics as Graphi
 lines stamped with the run's logical date, then reads it back. A slot that already
 holds a point is left alone, so clearing a run never rewrites history.
 
-Settings (Airflow Variables): `exchange_rate_pairs`, `exchange_rate_sources`,
-`alphavantage_daily_budget`, `exchange_rate_max_quote_age_seconds`,
+Pairs are recorded in batches (`exchange_rate_batch_size`, one mapped task each);
+each source is asked for a whole batch in as few requests as it allows.
+
+Settings (Airflow Variables): `exchange_rate_pairs`, `exchange_rate_batch_size`,
+`exchange_rate_sources`, `alphavantage_daily_budget`, `exchange_rate_max_quote_age_seconds`,
 `exchange_rate_max_lateness_seconds`. Connections: `alphavantage_default` (password =
 API key), `coinbase_default`, `kraken_default`, `bitstamp_default`,
 `victoriametrics_default`. See the README for the series written.
@@ -22,7 +25,8 @@ from airflow.sdk import dag, get_current_context, task
 
 @task
 def plan_pairs() -> list[dict[str, object]]:
-    """Validate the settings once per run and list the pairs to record."""
+    """Validate the settings once per run and split the pairs into batches of
+    ``exchange_rate_batch_size``, one mapped task each."""
     import logging
 
     from btc_usd import airflow_io
@@ -42,36 +46,45 @@ def plan_pairs() -> list[dict[str, object]]:
     logging.getLogger(__name__).info(
         "writing to %s (Graphite port %d)", victoriametrics.url, victoriametrics.graphite_port
     )
-    return [{"pair": str(pair), "index": index} for index, pair in enumerate(settings.pairs)]
+    pairs, size = [str(pair) for pair in settings.pairs], settings.batch_size
+    return [{"pairs": pairs[first : first + size], "first_index": first} for first in range(0, len(pairs), size)]
 
 
-@task(map_index_template="{{ job['pair'] }}")
-def record(job: dict[str, object]) -> dict[str, object]:
-    """Fetch with failover, write to VictoriaMetrics and verify the point is stored."""
+@task(map_index_template="{{ batch_label }}")
+def record(batch: dict[str, object]) -> dict[str, object]:
+    """Fetch every pair of the batch with failover, write to VictoriaMetrics and verify
+    the points are stored; fails after writing if any pair could not be recorded."""
+    from collections import Counter
+
     from btc_usd import airflow_io
-    from btc_usd.model import Pair
-    from btc_usd.pipeline import record_slot
+    from btc_usd.model import ExchangeRateError, Pair
+    from btc_usd.pipeline import record_slots
 
     context = get_current_context()
+    pairs = [Pair.parse(text) for text in batch["pairs"]]
+    context["batch_label"] = str(pairs[0]) + (f" +{len(pairs) - 1}" if len(pairs) > 1 else "")
     slot = context["logical_date"] or context["dag_run"].run_after
     with airflow_io.no_retry_for_permanent_errors():
         settings = airflow_io.load_settings()
-        result = record_slot(
-            Pair.parse(job["pair"]),
+        results = record_slots(
+            pairs,
             slot.replace(microsecond=0),
             settings=settings,
             endpoints=airflow_io.load_endpoints(settings),
             vm=airflow_io.load_victoriametrics(),
-            pair_index=int(job["index"]),
+            first_index=int(batch["first_index"]),
             first_try=context["ti"].try_number <= 1,
         )
-    quote = result.quote
+    failed = [r for r in results if r.error is not None]
+    if len(failed) == 1:
+        raise failed[0].error
+    if failed:
+        shown = "; ".join(str(r.error) for r in failed[:3])
+        raise ExchangeRateError(f"{len(failed)} of {len(results)} pairs are not recorded: {shown}")
     return {
-        "pair": job["pair"],
-        "timestamp": result.timestamp,
-        "already_recorded": result.already_recorded,
-        "source": quote.source if quote else None,
-        "rate": quote.rate if quote else None,
+        "pairs": len(results),
+        "already_recorded": sum(r.already_recorded for r in results),
+        "sources": dict(Counter(r.quote.source for r in results if r.quote is not None)),
     }
 
 
@@ -93,7 +106,7 @@ def record(job: dict[str, object]) -> dict[str, object]:
     },
 )
 def btc_usd_exchange_rate() -> None:
-    record.expand(job=plan_pairs())
+    record.expand(batch=plan_pairs())
 
 
 btc_usd_exchange_rate()

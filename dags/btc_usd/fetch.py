@@ -24,6 +24,11 @@ class FetchError(Exception):
     """The request failed; the message is safe to log (it never holds the URL)."""
 
 
+class Unavailable(FetchError):
+    """The source did not answer in time, refused the connection, or asked us to back off
+    (HTTP 429, 5xx): further requests to it now would fail the same way."""
+
+
 def base_url(host: str | None, schema: str | None, port: int | None, default: str) -> str:
     """Build a base URL from an Airflow Connection's host, schema and port.
 
@@ -58,7 +63,7 @@ def get_json(url: str, params: dict[str, str] | None = None, *, timeout: float) 
     worker.join(timeout)
     if worker.is_alive():
         expired.set()
-        raise FetchError(f"no complete reply within {timeout:g} s")
+        raise Unavailable(f"no complete reply within {timeout:g} s")
     if "error" in outcome:
         raise outcome["error"]
     body: bytes = outcome["body"]
@@ -75,9 +80,9 @@ def _fetch(url: str, params: dict[str, str] | None, timeout: float, expired: thr
     except FetchError as exc:
         outcome["error"] = exc
     except requests.Timeout:  # the socket's share of the same deadline
-        outcome["error"] = FetchError(f"no complete reply within {timeout:g} s")
+        outcome["error"] = Unavailable(f"no complete reply within {timeout:g} s")
     except requests.ConnectionError as exc:
-        outcome["error"] = FetchError(f"cannot connect: {_root_cause(exc)}")
+        outcome["error"] = Unavailable(f"cannot connect: {_root_cause(exc)}")
     except Exception as exc:  # whatever a hostile reply triggers is this source's failure
         outcome["error"] = FetchError(f"broken reply: {type(exc).__name__}")
 
@@ -92,7 +97,9 @@ def _read_body(url: str, params: dict[str, str] | None, timeout: float, expired:
         if 300 <= status < 400:
             raise FetchError(f"HTTP {status} redirect refused: a source must answer directly")
         if status == 429:
-            raise FetchError("rate limited (HTTP 429)")
+            raise Unavailable("rate limited (HTTP 429)")
+        if status >= 500:
+            raise Unavailable(f"HTTP {status} {' '.join(str(reply.reason or '').split())[:60]}".rstrip())
         if status != 200:
             raise FetchError(f"HTTP {status} {' '.join(str(reply.reason or '').split())[:60]}".rstrip())
         declared = reply.headers.get("Content-Length", "")

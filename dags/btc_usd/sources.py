@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from btc_usd.fetch import FetchError, get_json
+from btc_usd.fetch import FetchError, Unavailable, get_json
 from btc_usd.model import Pair, Quote, SourceError
 
 _DECIMAL = re.compile(r"^\s*[0-9]+(\.[0-9]+)?\s*$")
@@ -114,23 +116,15 @@ def _kraken_code(code: str) -> str:
     return _KRAKEN_CODES.get(code, code)
 
 
-def parse_kraken(payload: object, pair: Pair) -> Quote:
-    """Kraken ticker: last trade ``c[0]``, bid ``b[0]``, ask ``a[0]``; no timestamp."""
-    name = "kraken"
-    body = json_object(name, payload, "reply")
-    errors = body.get("error")
-    if not isinstance(errors, list):
-        raise SourceError(name, "field 'error' is missing or not a list")
-    if errors:
-        raise SourceError(name, f"error: {excerpt('; '.join(str(e) for e in errors))}")
-    result = json_object(name, body.get("result"), "'result'")
-    if len(result) != 1:
-        raise SourceError(name, f"'result' holds {len(result)} pairs, expected 1")
-    ((kraken_pair, ticker),) = result.items()
+def _kraken_names(pair: Pair) -> set[str]:
+    """The names Kraken gives a pair in ``result``: XBTUSDT, or X-/Z-prefixed legacy ones like XXBTZUSD."""
     base, quote = _kraken_code(pair.base), _kraken_code(pair.quote)
-    if not (kraken_pair.endswith(quote) and base in kraken_pair[: -len(quote)]):
-        raise SourceError(name, f"reply is for {kraken_pair[:20]!r}, asked for {pair}")
-    ticker = json_object(name, ticker, f"'result.{kraken_pair}'")
+    return {base + quote, f"X{base}Z{quote}", f"X{base}{quote}", f"{base}Z{quote}"}
+
+
+def _kraken_ticker(name: str, pair: Pair, ticker: object) -> Quote:
+    """One ticker: last trade ``c[0]``, bid ``b[0]``, ask ``a[0]``; no timestamp."""
+    ticker = json_object(name, ticker, f"ticker of {pair}")
 
     def first(key: str) -> float:
         values = _field(name, ticker, key)
@@ -141,6 +135,61 @@ def parse_kraken(payload: object, pair: Pair) -> Quote:
     ask, bid, last = first("a"), first("b"), first("c")
     _check_spread(name, bid, ask)
     return Quote(name, pair, last, bid, ask)
+
+
+def read_kraken(payload: object, pairs: Sequence[Pair]) -> dict[Pair, Quote | SourceError]:
+    """Kraken ticker for one or more pairs; a reply naming a pair not asked for is refused whole."""
+    name = "kraken"
+    body = json_object(name, payload, "reply")
+    errors = body.get("error")
+    if not isinstance(errors, list):
+        raise SourceError(name, "field 'error' is missing or not a list")
+    if errors:
+        raise SourceError(name, f"error: {excerpt('; '.join(str(e) for e in errors))}")
+    result = json_object(name, body.get("result"), "'result'")
+    if len(result) > len(pairs):
+        raise SourceError(name, f"'result' holds {len(result)} pairs, expected {len(pairs)}")
+    owner = {kraken_name: pair for pair in pairs for kraken_name in _kraken_names(pair)}
+    unasked = [key for key in result if key not in owner]
+    if unasked:
+        raise SourceError(name, f"reply is for {excerpt(unasked[0], 20)!r}, which was not asked for")
+    outcomes: dict[Pair, Quote | SourceError] = {
+        pair: SourceError(name, f"the reply has no ticker for {pair}") for pair in pairs
+    }
+    for key, ticker in result.items():
+        try:
+            outcomes[owner[key]] = _kraken_ticker(name, owner[key], ticker)
+        except SourceError as exc:
+            outcomes[owner[key]] = exc
+    return outcomes
+
+
+def parse_kraken(payload: object, pair: Pair) -> Quote:
+    """Kraken ticker for one pair."""
+    outcome = read_kraken(payload, [pair])[pair]
+    if isinstance(outcome, SourceError):
+        raise outcome from None
+    return outcome
+
+
+def read_coinbase_rates(payload: object, pairs: Sequence[Pair]) -> dict[Pair, Quote | SourceError]:
+    """Coinbase exchange rates of one base: ``{"data": {"currency", "rates": {QUOTE: amount}}}``."""
+    name = "coinbase"
+    body = json_object(name, payload, "reply")
+    if "errors" in body:
+        raise SourceError(name, f"error: {excerpt(body['errors'])}")
+    data = json_object(name, body.get("data"), "'data'")
+    base = _field(name, data, "currency")
+    if any(base != pair.base for pair in pairs):
+        raise SourceError(name, f"reply is for {excerpt(base, 12)}, asked for {pairs[0].base}")
+    rates = json_object(name, data.get("rates"), "'data.rates'")
+    outcomes: dict[Pair, Quote | SourceError] = {}
+    for pair in pairs:
+        try:
+            outcomes[pair] = Quote(name, pair, positive_number(name, _field(name, rates, pair.quote), pair.quote))
+        except SourceError as exc:
+            outcomes[pair] = exc
+    return outcomes
 
 
 def parse_bitstamp(payload: object, pair: Pair) -> Quote:
@@ -157,14 +206,68 @@ def parse_bitstamp(payload: object, pair: Pair) -> Quote:
 
 
 @dataclass(frozen=True)
+class Request:
+    """One HTTP GET and how to read its reply into an outcome per pair it covers."""
+
+    path: str
+    params: dict[str, str]
+    pairs: tuple[Pair, ...]
+    read: Callable[[object, Sequence[Pair]], Mapping[Pair, Quote | SourceError]]
+
+
+def _single(parse: Callable[[object, Pair], Quote]) -> Callable[[object, Sequence[Pair]], dict]:
+    def read(payload: object, pairs: Sequence[Pair]) -> dict[Pair, Quote | SourceError]:
+        (pair,) = pairs
+        return {pair: parse(payload, pair)}
+
+    return read
+
+
+@dataclass(frozen=True)
 class Source:
-    """How to call one source: its default base URL, request and parser."""
+    """How to call one source: its default base URL, how to ask for one pair, and how
+    to ask for many (``plan``: as few requests as the API allows)."""
 
     name: str
     default_url: str
     needs_key: bool
     request: Callable[[Pair, str | None], tuple[str, dict[str, str]]]
     parse: Callable[[object, Pair], Quote]
+    plan: Callable[[Source, Sequence[Pair], str | None], list[Request]] | None = None
+    # Requests in flight at once; Alpha Vantage allows one per second, so one.
+    concurrency: int = 4
+
+    def requests(self, pairs: Sequence[Pair], api_key: str | None) -> list[Request]:
+        if self.plan is not None:
+            return self.plan(self, pairs, api_key)
+        return [Request(*self.request(pair, api_key), (pair,), _single(self.parse)) for pair in pairs]
+
+
+# Pairs per Kraken ticker request: keeps the URL short, and an unknown pair fails only its chunk.
+KRAKEN_PAIRS_PER_REQUEST = 50
+
+
+def _plan_kraken(source: Source, pairs: Sequence[Pair], _key: str | None) -> list[Request]:
+    chunks = [tuple(pairs[i : i + KRAKEN_PAIRS_PER_REQUEST]) for i in range(0, len(pairs), KRAKEN_PAIRS_PER_REQUEST)]
+    return [
+        Request(
+            "/0/public/Ticker", {"pair": ",".join(_kraken_code(p.base) + p.quote for p in chunk)}, chunk, read_kraken
+        )
+        for chunk in chunks
+    ]
+
+
+def _plan_coinbase(source: Source, pairs: Sequence[Pair], key: str | None) -> list[Request]:
+    """The spot price for a base asked once; its exchange rates when several quotes share it."""
+    by_base: dict[str, list[Pair]] = {}
+    for pair in pairs:
+        by_base.setdefault(pair.base, []).append(pair)
+    return [
+        Request("/v2/exchange-rates", {"currency": base}, tuple(group), read_coinbase_rates)
+        if len(group) > 1
+        else Request(*source.request(group[0], key), (group[0],), _single(source.parse))
+        for base, group in by_base.items()
+    ]
 
 
 SOURCES: dict[str, Source] = {
@@ -184,6 +287,7 @@ SOURCES: dict[str, Source] = {
                 },
             ),
             parse_alphavantage,
+            concurrency=1,
         ),
         Source(
             "coinbase",
@@ -191,6 +295,7 @@ SOURCES: dict[str, Source] = {
             False,
             lambda pair, _key: (f"/v2/prices/{pair.base}-{pair.quote}/spot", {}),
             parse_coinbase,
+            _plan_coinbase,
         ),
         Source(
             "kraken",
@@ -198,6 +303,7 @@ SOURCES: dict[str, Source] = {
             False,
             lambda pair, _key: ("/0/public/Ticker", {"pair": _kraken_code(pair.base) + pair.quote}),
             parse_kraken,
+            _plan_kraken,
         ),
         Source(
             "bitstamp",
@@ -215,6 +321,70 @@ def redact(text: str, secret: str | None) -> str:
     return text.replace(secret, "***") if secret else text
 
 
+def fetch_quotes(
+    source: Source,
+    pairs: Sequence[Pair],
+    *,
+    base_url: str,
+    api_key: str | None,
+    now: datetime,
+    max_age: timedelta,
+    timeout: float,
+) -> dict[Pair, Quote | SourceError]:
+    """Ask one source for many pairs in as few requests as it allows, at most
+    ``source.concurrency`` at once; a quote per pair fresh enough to record, or why not.
+
+    Once a request finds the source unavailable (no reply in time, refused, HTTP 429 or
+    5xx), the requests not yet sent fail at once instead of each waiting out its deadline.
+    """
+    unavailable = threading.Event()
+    down: list[str] = []
+
+    def run(request: Request) -> dict[Pair, Quote | SourceError]:
+        if unavailable.is_set():
+            return dict.fromkeys(request.pairs, SourceError(source.name, f"not asked: {down[0]}"))
+        try:
+            outcomes = request.read(get_json(base_url + request.path, request.params, timeout=timeout), request.pairs)
+        except Unavailable as exc:
+            down.append(f"unavailable earlier in this run ({redact(str(exc), api_key)})")
+            unavailable.set()
+            outcomes = dict.fromkeys(request.pairs, SourceError(source.name, redact(str(exc), api_key)))
+        except FetchError as exc:
+            outcomes = dict.fromkeys(request.pairs, SourceError(source.name, redact(str(exc), api_key)))
+        except SourceError as exc:
+            outcomes = dict.fromkeys(request.pairs, SourceError(source.name, redact(exc.reason, api_key)))
+        except Exception as exc:  # a reply no parser check foresaw is still only this source's failure
+            error = SourceError(source.name, f"reply could not be read: {type(exc).__name__}")
+            outcomes = dict.fromkeys(request.pairs, error)
+        return {pair: _fresh(source.name, outcomes[pair], api_key, now, max_age) for pair in request.pairs}
+
+    requests = source.requests(pairs, api_key)
+    found: dict[Pair, Quote | SourceError] = {}
+    if len(requests) == 1:
+        found |= run(requests[0])
+    else:
+        with ThreadPoolExecutor(max_workers=min(source.concurrency, len(requests))) as pool:
+            for outcomes in pool.map(run, requests):
+                found |= outcomes
+    return {pair: found[pair] for pair in pairs}
+
+
+def _fresh(
+    name: str, outcome: Quote | SourceError, api_key: str | None, now: datetime, max_age: timedelta
+) -> Quote | SourceError:
+    if isinstance(outcome, SourceError):
+        return SourceError(name, redact(outcome.reason, api_key))
+    if outcome.quoted_at is not None:
+        age = now - outcome.quoted_at
+        if age > max_age:
+            return SourceError(
+                name, f"quote is {age.total_seconds():.0f} s old (limit {max_age.total_seconds():.0f} s)"
+            )
+        if age < -MAX_CLOCK_SKEW:
+            return SourceError(name, f"quote is dated {-age.total_seconds():.0f} s in the future")
+    return outcome
+
+
 def fetch_quote(
     source: Source,
     pair: Pair,
@@ -226,21 +396,9 @@ def fetch_quote(
     timeout: float,
 ) -> Quote:
     """Ask one source for one pair and return a quote fresh enough to record."""
-    path, params = source.request(pair, api_key)
-    try:
-        quote = source.parse(get_json(base_url + path, params, timeout=timeout), pair)
-    except FetchError as exc:
-        raise SourceError(source.name, redact(str(exc), api_key)) from None
-    except SourceError as exc:
-        raise SourceError(source.name, redact(exc.reason, api_key)) from None
-    except Exception as exc:  # a reply no parser check foresaw is still only this source's failure
-        raise SourceError(source.name, f"reply could not be read: {type(exc).__name__}") from None
-    if quote.quoted_at is not None:
-        age = now - quote.quoted_at
-        if age > max_age:
-            raise SourceError(
-                source.name, f"quote is {age.total_seconds():.0f} s old (limit {max_age.total_seconds():.0f} s)"
-            )
-        if age < -MAX_CLOCK_SKEW:
-            raise SourceError(source.name, f"quote is dated {-age.total_seconds():.0f} s in the future")
-    return quote
+    outcome = fetch_quotes(
+        source, [pair], base_url=base_url, api_key=api_key, now=now, max_age=max_age, timeout=timeout
+    )[pair]
+    if isinstance(outcome, SourceError):
+        raise outcome from None
+    return outcome

@@ -9,6 +9,7 @@ Shapes: shared/reference/sources.md.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from datetime import UTC, datetime
@@ -17,6 +18,24 @@ from urllib.parse import parse_qs, urlsplit
 
 PRICES = {("BTC", "USD"): 64090.5, ("ETH", "USD"): 3150.25, ("BTC", "EUR"): 59011.75}
 KRAKEN = {"BTC": "XBT"}
+# A made-up universe for load tests: bases S0000-S9999, each quoted in four currencies.
+SYNTHETIC_QUOTES = {"USD": 1.0, "EUR": 0.92, "GBP": 0.79, "JPY": 150.0}
+
+
+def price_of(base: str, quote: str) -> float | None:
+    """The fakes' price of a pair (PRICES, or the synthetic universe); None if unknown."""
+    if (base, quote) in PRICES:
+        return PRICES[(base, quote)]
+    if re.fullmatch(r"S[0-9]{4}", base) and quote in SYNTHETIC_QUOTES:
+        return round((10 + int(base[1:])) * SYNTHETIC_QUOTES[quote], 2)
+    return None
+
+
+def synthetic_pairs(count: int) -> list[str]:
+    """``count`` pairs of the synthetic universe, four quotes per base."""
+    quotes = list(SYNTHETIC_QUOTES)
+    return [f"S{i // len(quotes):04d}/{quotes[i % len(quotes)]}" for i in range(count)]
+
 
 AV_QUOTA = (
     "We have detected your API key as {key} and our standard API rate limit is 25 requests per day. "
@@ -134,6 +153,8 @@ class FakeRateAPI:
             return self._alphavantage(query, now)
         if path.startswith("/v2/prices/"):
             return self._coinbase(path, headers)
+        if path == "/v2/exchange-rates":
+            return self._coinbase_rates(query, headers)
         if path == "/0/public/Ticker":
             return self._kraken(query)
         if path.startswith("/api/v2/ticker/"):
@@ -153,9 +174,9 @@ class FakeRateAPI:
         if self.mode == "error" or not key:
             return 200, {"Error Message": AV_BAD_KEY}
         base, quote = query.get("from_currency", ""), query.get("to_currency", "")
-        if query.get("function") != "CURRENCY_EXCHANGE_RATE" or (base, quote) not in PRICES:
+        if query.get("function") != "CURRENCY_EXCHANGE_RATE" or price_of(base, quote) is None:
             return 200, {"Error Message": "Invalid API call. Please retry or visit the documentation."}
-        rate = PRICES[(base, quote)] * self.scale
+        rate = price_of(base, quote) * self.scale
         body = {
             "1. From_Currency Code": base,
             "2. From_Currency Name": "Bitcoin",
@@ -175,48 +196,63 @@ class FakeRateAPI:
         if not headers.get("User-Agent"):
             return 400, {"errors": [{"id": "invalid_request", "message": "User-Agent required"}]}
         base, _, quote = path.split("/")[3].partition("-")
-        if (base, quote) not in PRICES:
+        if price_of(base, quote) is None:
             return 404, {"errors": [{"id": "not_found", "message": "Invalid currency"}]}
-        amount = "-1" if self.mode == "malformed" else f"{PRICES[(base, quote)] * self.scale + 1:.2f}"
-        return 200, {"data": {"amount": self.poisoned(amount), "base": base, "currency": quote}}
+        return 200, {"data": {"amount": self._coinbase_amount(base, quote), "base": base, "currency": quote}}
+
+    def _coinbase_amount(self, base: str, quote: str) -> str | float:
+        return self.poisoned("-1" if self.mode == "malformed" else f"{price_of(base, quote) * self.scale + 1:.2f}")
+
+    def _coinbase_rates(self, query: dict[str, str], headers: dict[str, str]) -> tuple[int, object]:
+        """``/v2/exchange-rates?currency=BASE``: every quote of one base (amounts as the spot price's)."""
+        if not headers.get("User-Agent"):
+            return 400, {"errors": [{"id": "invalid_request", "message": "User-Agent required"}]}
+        base = query.get("currency", "")
+        quotes = [q for q in ("USD", "EUR", "GBP", "JPY") if price_of(base, q) is not None]
+        if not quotes:
+            return 400, {"errors": [{"id": "invalid_request", "message": "Invalid currency"}]}
+        return 200, {"data": {"currency": base, "rates": {q: self._coinbase_amount(base, q) for q in quotes}}}
 
     def _kraken(self, query: dict[str, str]) -> tuple[int, object]:
+        """Ticker for a comma-separated list of pairs; one unknown pair fails the whole request, as on Kraken."""
         if self.mode in ("throttled", "error"):
             return 200, {"error": ["EAPI:Rate limit exceeded"]}
-        wanted = query.get("pair", "")
-        for (base, quote), price in PRICES.items():
+        codes = {v: k for k, v in KRAKEN.items()}
+        result = {}
+        for wanted in query.get("pair", "").split(","):
+            base, quote = codes.get(wanted[:-3], wanted[:-3]), wanted[-3:]
+            if price_of(base, quote) is None:
+                return 200, {"error": ["EQuery:Unknown asset pair"]}
+            price = price_of(base, quote) * self.scale
             code = KRAKEN.get(base, base)
-            if wanted == code + quote:
-                price *= self.scale
-                name = f"X{code}Z{quote}"
-                ask, bid = price + 2.1, price + 2.0
-                if self.mode == "malformed":
-                    ask, bid = bid, ask
-                ticker = {
-                    "a": [f"{ask}", "1", "1.000"],
-                    "b": [f"{bid}", "2", "2.000"],
-                    "c": [self.poisoned(f"{price + 2}"), "0.001"],
-                }
-                return 200, {"error": [], "result": {name: ticker}}
-        return 200, {"error": ["EQuery:Unknown asset pair"]}
+            name = f"X{code}Z{quote}" if (base, quote) in PRICES else code + quote  # legacy and newer names
+            ask, bid = price + 2.1, price + 2.0
+            if self.mode == "malformed":
+                ask, bid = bid, ask
+            result[name] = {
+                "a": [f"{ask}", "1", "1.000"],
+                "b": [f"{bid}", "2", "2.000"],
+                "c": [self.poisoned(f"{price + 2}"), "0.001"],
+            }
+        return 200, {"error": [], "result": result}
 
     def _bitstamp_ticker(self, path: str, now: datetime) -> tuple[int, object]:
-        symbol = path.split("/")[4]
-        for (base, quote), price in PRICES.items():
-            if symbol == (base + quote).lower():
-                price *= self.scale
-                return 200, {
-                    "last": self.poisoned(f"{price + 3:.2f}"),
-                    "high": f"{price + 100:.2f}",
-                    "low": f"{price - 100:.2f}",
-                    "vwap": f"{price:.2f}",
-                    "volume": "1234.5",
-                    "bid": f"{price + 2:.2f}",
-                    "ask": "oops" if self.mode == "malformed" else f"{price + 4:.2f}",
-                    "timestamp": str(int(now.timestamp())),
-                    "open": f"{price - 10:.2f}",
-                }
-        return 404, {"errors": [{"message": "Not found"}]}
+        symbol = path.split("/")[4].upper()
+        price = price_of(symbol[:-3], symbol[-3:])
+        if price is None:
+            return 404, {"errors": [{"message": "Not found"}]}
+        price *= self.scale
+        return 200, {
+            "last": self.poisoned(f"{price + 3:.2f}"),
+            "high": f"{price + 100:.2f}",
+            "low": f"{price - 100:.2f}",
+            "vwap": f"{price:.2f}",
+            "volume": "1234.5",
+            "bid": f"{price + 2:.2f}",
+            "ask": "oops" if self.mode == "malformed" else f"{price + 4:.2f}",
+            "timestamp": str(int(now.timestamp())),
+            "open": f"{price - 10:.2f}",
+        }
 
     def _bitstamp_ohlc(self, path: str, query: dict[str, str]) -> tuple[int, object]:
         step, limit = int(query.get("step", "60")), int(query.get("limit", "1000"))

@@ -6,9 +6,11 @@ import json
 import time
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from btc_usd.quota import uses_alphavantage
 from btc_usd.victoriametrics import VictoriaMetrics, selector
-from fakes.rate_apis import PRICES, FakeRateAPI, candle_open
+from fakes.rate_apis import PRICES, FakeRateAPI, candle_open, price_of, synthetic_pairs
 from harness.services import Airflow, VictoriaMetricsServer
 from integration.conftest import API_KEY
 
@@ -121,6 +123,32 @@ def test_every_source_broken_fails_the_run_and_writes_no_rate(airflow, vm_server
     assert series_at(vm, int(slot.timestamp()), "exchange_rate_last_success_timestamp_seconds") == {}
     assert len(fakes["alphavantage"].requests) == 1
     assert len(fakes["coinbase"].requests) == 4  # first try and three retries
+
+
+def test_1000_pairs_run_in_batches_of_250_with_every_pair_recorded_once(airflow, vm_server, vm, fakes, figures) -> None:
+    pairs = synthetic_pairs(1000)
+    slot = current_slot()
+    env = environment(
+        fakes,
+        vm_server,
+        key=None,
+        exchange_rate_pairs=json.dumps(pairs),
+        exchange_rate_batch_size="250",
+        exchange_rate_sources='["coinbase", "kraken"]',
+    )
+    done, seconds = run_dag(airflow, "btc_usd_exchange_rate", slot, env)
+    assert done.returncode == 0, output(done)[-4000:]
+    figures["dag_run_1000_pairs_wall_seconds"] = round(seconds, 1)
+    ts = int(slot.timestamp())
+    recorded = series_at(vm, ts)
+    assert len(recorded) == 1000
+    for text in pairs:
+        base, quote = text.split("/")
+        assert recorded[(base, quote, "coinbase")] == [pytest.approx(price_of(base, quote) + 1)]
+    # One per base and batch: S0062 and S0187 straddle two batches.
+    assert len(fakes["coinbase"].requests) == 252
+    assert output(done).count("recorded 250 of 250 pairs") == 4  # four mapped tasks
+    assert "S0000/USD +249" in output(done)  # each mapped task is named by its batch
 
 
 def test_two_day_backfill_fills_288_slots_per_series(airflow, vm_server, vm, fakes, figures) -> None:

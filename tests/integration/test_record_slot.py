@@ -9,13 +9,15 @@ import pytest
 
 from btc_usd.graphite import Sample
 from btc_usd.model import AllSourcesFailed, ExchangeRateError, ImplausibleQuote, Pair
-from btc_usd.pipeline import Endpoint, Settings, record_slot
+from btc_usd.pipeline import Endpoint, Settings, record_slot, record_slots
+from btc_usd.sources import SOURCES
 from btc_usd.victoriametrics import VictoriaMetrics, selector
-from fakes.rate_apis import PRICES, FakeRateAPI
+from fakes.rate_apis import PRICES, FakeRateAPI, price_of, synthetic_pairs
 from integration.conftest import API_KEY
 
 BTC_USD = Pair("BTC", "USD")
 PAID = Settings(alphavantage_daily_budget=100000)
+KEYLESS = Settings(alphavantage_daily_budget=0)  # the slot's share of 25 requests a day would vary by pair
 
 
 def current_slot() -> datetime:
@@ -182,3 +184,56 @@ def test_a_move_inside_the_band_needs_no_second_source(vm, fakes) -> None:
     result = record_slot(BTC_USD, slot, settings=PAID, endpoints=endpoints(fakes), vm=vm)
     assert [a.source for a in result.attempts] == ["alphavantage"]
     assert fakes["coinbase"].requests == []
+
+
+# -- a batch of pairs ------------------------------------------------------------------
+
+
+def rates_at(vm: VictoriaMetrics, ts: int) -> dict[tuple[str, str, str], float]:
+    """{(base, quote, source): rate} of every pair at ``ts``."""
+    found = {}
+    for key, points in vm.export(selector("exchange_rate"), ts, ts + 1).items():
+        labels = dict(key)
+        if ts in points:
+            found[(labels["base"], labels["quote"], labels["source"])] = points[ts]
+    return found
+
+
+def test_a_batch_of_200_pairs_is_recorded_with_one_request_per_base(vm, fakes) -> None:
+    pairs = [Pair.parse(p) for p in synthetic_pairs(200)]  # 50 bases, 4 quotes each
+    slot = current_slot()
+    results = record_slots(pairs, slot, settings=KEYLESS, endpoints=endpoints(fakes), vm=vm)
+    assert [r.error for r in results] == [None] * 200
+    expected = {(p.base, p.quote, "coinbase"): price_of(p.base, p.quote) + 1 for p in pairs}
+    assert rates_at(vm, int(slot.timestamp())) == pytest.approx(expected)
+    assert len(fakes["coinbase"].requests) == 50
+    assert fakes["kraken"].requests == fakes["bitstamp"].requests == []
+
+    asked = sum(len(api.requests) for api in fakes.values())
+    again = record_slots(pairs, slot, settings=KEYLESS, endpoints=endpoints(fakes), vm=vm)
+    assert all(r.already_recorded for r in again)
+    assert sum(len(api.requests) for api in fakes.values()) == asked
+
+
+def test_a_batch_fails_over_per_pair_and_records_the_rest_when_one_pair_is_implausible(vm, fakes) -> None:
+    pairs = [Pair.parse(p) for p in synthetic_pairs(120)] + [BTC_USD]
+    slot = current_slot()
+    store_previous(vm, slot, PRICES[("BTC", "USD")])
+    fakes["coinbase"].mode = "http_500"  # the first source is down: kraken carries the batch
+    fakes["kraken"].scale = 10.0  # ... and says every price is ten times higher; only BTC/USD has a reference
+    results = {r.pair: r for r in record_slots(pairs, slot, settings=KEYLESS, endpoints=endpoints(fakes), vm=vm)}
+    stored_now = rates_at(vm, int(slot.timestamp()))
+    assert isinstance(results[BTC_USD].error, ImplausibleQuote)
+    assert "kraken says 640907, 900.0 % away" in str(results[BTC_USD].error)
+    assert "bitstamp says 64093.5" in str(results[BTC_USD].error)
+    assert not [key for key in stored_now if key[:2] == ("BTC", "USD")]
+    assert all(results[p].error is None and results[p].quote.source == "kraken" for p in pairs[:-1])
+    assert len(stored_now) == 120
+    assert len(fakes["kraken"].requests) == 3  # 121 pairs in chunks of 50
+    assert len(fakes["coinbase"].requests) <= SOURCES["coinbase"].concurrency  # down: not asked per base
+    assert [path for path, _, _ in fakes["bitstamp"].requests] == ["/api/v2/ticker/btcusd/"]  # the second opinion
+    up = vm.export(
+        selector("exchange_rate_source_up", source="coinbase"), int(slot.timestamp()), int(slot.timestamp()) + 1
+    )
+    assert len(up) == 121
+    assert {v for points in up.values() for v in points.values()} == {0.0}

@@ -10,8 +10,8 @@ import pytest
 
 from btc_usd.fetch import FetchError, base_url, get_json
 from btc_usd.model import Pair, SourceError
-from btc_usd.sources import SOURCES, fetch_quote
-from fakes.rate_apis import FakeRateAPI
+from btc_usd.sources import SOURCES, fetch_quote, fetch_quotes
+from fakes.rate_apis import FakeRateAPI, price_of, synthetic_pairs
 
 BTC_USD = Pair("BTC", "USD")
 KEY = "K3YSECRET42"
@@ -140,3 +140,54 @@ def test_sources_without_timestamps_are_not_aged(fake: FakeRateAPI) -> None:
 )
 def test_base_url_from_connection_fields(host, schema, port, expected) -> None:
     assert base_url(host, schema, port, "https://api.coinbase.com") == expected
+
+
+# -- many pairs from one source ------------------------------------------------------
+
+
+def quotes_from(fake: FakeRateAPI, source: str, pairs: list[Pair], timeout: float = 2.0):
+    return fetch_quotes(
+        SOURCES[source],
+        pairs,
+        base_url=fake.url,
+        api_key=KEY,
+        now=datetime.now(UTC),
+        max_age=timedelta(seconds=900),
+        timeout=timeout,
+    )
+
+
+def test_kraken_answers_120_pairs_in_three_requests(fake: FakeRateAPI) -> None:
+    pairs = [Pair.parse(p) for p in synthetic_pairs(120)]
+    outcomes = quotes_from(fake, "kraken", pairs)
+    assert list(outcomes) == pairs
+    assert {pair: quote.rate for pair, quote in outcomes.items()} == {
+        pair: price_of(pair.base, pair.quote) + 2 for pair in pairs
+    }
+    assert [path for path, _, _ in fake.requests] == ["/0/public/Ticker"] * 3
+
+
+def test_coinbase_asks_once_per_base(fake: FakeRateAPI) -> None:
+    pairs = [Pair.parse(p) for p in synthetic_pairs(40)]  # 10 bases, 4 quotes each
+    outcomes = quotes_from(fake, "coinbase", pairs)
+    assert {p: q.rate for p, q in outcomes.items()} == pytest.approx({p: price_of(p.base, p.quote) + 1 for p in pairs})
+    assert sorted(query["currency"] for _, query, _ in fake.requests) == [f"S{i:04d}" for i in range(10)]
+
+
+def test_an_unknown_pair_fails_only_its_kraken_chunk(fake: FakeRateAPI) -> None:
+    pairs = [Pair.parse(p) for p in synthetic_pairs(60)] + [Pair("NOPE", "USD")]  # chunks of 50 and 11
+    outcomes = quotes_from(fake, "kraken", pairs)
+    failed = {pair for pair, outcome in outcomes.items() if isinstance(outcome, SourceError)}
+    assert failed == set(pairs[50:])
+    assert all("EQuery:Unknown asset pair" in outcomes[pair].reason for pair in failed)
+
+
+def test_an_unavailable_source_is_not_asked_again_within_the_run(fake: FakeRateAPI) -> None:
+    fake.mode = "slow"  # every request waits out its deadline
+    pairs = [Pair.parse(p) for p in synthetic_pairs(40)]
+    outcomes = quotes_from(fake, "bitstamp", pairs, timeout=0.5)
+    reasons = [outcome.reason for outcome in outcomes.values()]
+    assert all(isinstance(outcome, SourceError) for outcome in outcomes.values())
+    assert len(fake.requests) <= SOURCES["bitstamp"].concurrency  # only the first wave went out
+    assert reasons.count("no complete reply within 0.5 s") == len(fake.requests)
+    assert all(r.startswith("not asked: unavailable earlier in this run") for r in reasons[len(fake.requests) :])

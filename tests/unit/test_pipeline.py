@@ -35,12 +35,14 @@ def test_variables_override_defaults() -> None:
             "exchange_rate_sources": '["kraken", "coinbase"]',
             "alphavantage_daily_budget": "100000",
             "exchange_rate_max_quote_age_seconds": "60",
+            "exchange_rate_batch_size": "40",
         }
     )
     assert settings.pairs == (Pair("BTC", "USD"), Pair("ETH", "USD"))
     assert settings.sources == ("kraken", "coinbase")
     assert settings.alphavantage_daily_budget == 100000
     assert settings.max_quote_age_seconds == 60
+    assert settings.batch_size == 40
 
 
 @pytest.mark.parametrize(
@@ -57,6 +59,7 @@ def test_variables_override_defaults() -> None:
         ("alphavantage_daily_budget", "-1", "whole number ≥ 0"),
         ("alphavantage_daily_budget", "lots", "whole number ≥ 0"),
         ("exchange_rate_max_quote_age_seconds", "0", "whole number > 0"),
+        ("exchange_rate_batch_size", "0", "whole number > 0"),
     ],
 )
 def test_bad_variables_name_the_variable_and_the_fix(variable: str, value: str, message: str) -> None:

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import copy
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from btc_usd.model import Pair, SourceError
-from btc_usd.sources import SOURCES, parse_alphavantage, parse_bitstamp, parse_coinbase, parse_kraken
+from btc_usd.sources import (
+    KRAKEN_PAIRS_PER_REQUEST,
+    SOURCES,
+    parse_alphavantage,
+    parse_bitstamp,
+    parse_coinbase,
+    parse_kraken,
+    read_coinbase_rates,
+    read_kraken,
+)
 
 BTC_USD = Pair("BTC", "USD")
 
@@ -202,3 +212,77 @@ def test_every_parser_returns_timezone_aware_or_no_timestamp() -> None:
         parse_coinbase(COINBASE, BTC_USD),
     ):
         assert quote.quoted_at is None or quote.quoted_at.utcoffset() == timedelta(0)
+
+
+# -- many pairs per request ------------------------------------------------------
+
+ETH_USD, BTC_EUR = Pair("ETH", "USD"), Pair("BTC", "EUR")
+TICKER = KRAKEN["result"]["XXBTZUSD"]
+
+
+def test_kraken_batch_reply_maps_legacy_and_new_pair_names() -> None:
+    reply = {"error": [], "result": {"XXBTZUSD": TICKER, "ETHUSD": TICKER | {"c": ["3150.5", "1"]}}}
+    outcomes = read_kraken(reply, [BTC_USD, ETH_USD])
+    assert outcomes[BTC_USD].rate == 64090.0
+    assert outcomes[ETH_USD].rate == 3150.5
+    assert outcomes[ETH_USD].pair == ETH_USD
+
+
+def test_kraken_batch_fails_only_the_pair_it_leaves_out_or_breaks() -> None:
+    reply = {"error": [], "result": {"XXBTZUSD": TICKER | {"c": ["NaN", "1"]}}}
+    outcomes = read_kraken(reply, [BTC_USD, ETH_USD])
+    assert "not a decimal number" in outcomes[BTC_USD].reason
+    assert outcomes[ETH_USD].reason == "the reply has no ticker for ETH/USD"
+
+
+@pytest.mark.parametrize(
+    ("result", "reason"),
+    [
+        ({"XXBTZUSD": TICKER, "XLTCZUSD": TICKER}, "reply is for 'XLTCZUSD', which was not asked for"),
+        ({"XXBTZUSD": TICKER, "XBTUSD": TICKER, "ETHUSD": TICKER}, "holds 3 pairs, expected 2"),
+    ],
+)
+def test_kraken_batch_reply_with_pairs_not_asked_for_is_refused_whole(result: dict, reason: str) -> None:
+    with pytest.raises(SourceError, match=re.escape(reason)):
+        read_kraken({"error": [], "result": result}, [BTC_USD, ETH_USD])
+
+
+def test_coinbase_exchange_rates_give_every_quote_of_a_base() -> None:
+    reply = {"data": {"currency": "BTC", "rates": {"USD": "64090.00", "EUR": "59011.75", "XAU": "25.1"}}}
+    outcomes = read_coinbase_rates(reply, [BTC_USD, BTC_EUR])
+    assert (outcomes[BTC_USD].rate, outcomes[BTC_EUR].rate) == (64090.0, 59011.75)
+    assert outcomes[BTC_EUR].source == "coinbase"
+
+
+@pytest.mark.parametrize(
+    ("reply", "reason"),
+    [
+        ({"data": {"currency": "ETH", "rates": {"USD": "1"}}}, "reply is for ETH, asked for BTC"),
+        ({"errors": [{"id": "invalid_request"}]}, "error: "),
+        ({"data": {"currency": "BTC", "rates": ["64090"]}}, "'data.rates' is missing or not a JSON object"),
+    ],
+)
+def test_coinbase_exchange_rates_refused_whole(reply: object, reason: str) -> None:
+    with pytest.raises(SourceError, match=re.escape(reason)):
+        read_coinbase_rates(reply, [BTC_USD, BTC_EUR])
+
+
+def test_coinbase_exchange_rates_fail_a_missing_or_absurd_quote_alone() -> None:
+    reply = {"data": {"currency": "BTC", "rates": {"USD": "1e400"}}}
+    outcomes = read_coinbase_rates(reply, [BTC_USD, BTC_EUR])
+    assert "not a decimal number" in outcomes[BTC_USD].reason
+    assert "'EUR' is missing" in outcomes[BTC_EUR].reason
+
+
+def test_batched_sources_plan_as_few_requests_as_their_apis_allow() -> None:
+    coinbase = SOURCES["coinbase"].requests([BTC_USD, ETH_USD, BTC_EUR], None)
+    assert [(r.path, r.params, r.pairs) for r in coinbase] == [
+        ("/v2/exchange-rates", {"currency": "BTC"}, (BTC_USD, BTC_EUR)),
+        ("/v2/prices/ETH-USD/spot", {}, (ETH_USD,)),
+    ]
+    many = [Pair(f"S{i:04d}", "USD") for i in range(120)]
+    kraken = SOURCES["kraken"].requests(many, None)
+    assert [len(r.pairs) for r in kraken] == [KRAKEN_PAIRS_PER_REQUEST, KRAKEN_PAIRS_PER_REQUEST, 20]
+    assert kraken[0].params["pair"].split(",")[:2] == ["S0000USD", "S0001USD"]
+    assert [r.pairs for r in SOURCES["bitstamp"].requests([BTC_USD, ETH_USD], None)] == [(BTC_USD,), (ETH_USD,)]
+    assert SOURCES["alphavantage"].concurrency == 1  # its burst limit is one request per second
