@@ -15,7 +15,7 @@ import yaml
 
 from fakes.sinks import WebhookSink
 from harness.molecule import render
-from harness.services import REPO, STARTED, free_port, wait_until
+from harness.services import REPO, STARTED, VictoriaMetricsServer, free_port, wait_until
 
 TEMPLATES = REPO / "roles/alertmanager/files/templates"
 
@@ -181,3 +181,114 @@ def test_templates_render():
     assert "Runbook:" in body
     assert "Since:" in body
     assert html.strip().startswith("<html>")
+
+
+# -- two peers -------------------------------------------------------------------
+
+
+def cluster_flags(tmp: Path, port: int, peer_port: int) -> dict:
+    """The gossip flags and published ports the role gives a peer on 127.0.0.1:``port``."""
+    dest = tmp / f"peer-{port}.yml"
+    render(
+        Path(__file__).with_name("render_alertmanager.yml"),
+        dest,
+        {
+            "alertmanager_cluster_port": port,
+            "alertmanager_cluster_advertise_address": f"127.0.0.1:{port}",
+            "alertmanager_cluster_peers": [f"127.0.0.1:{peer_port}"],
+        },
+    )
+    return json.loads(Path(f"{dest}.cluster.json").read_text())
+
+
+def test_without_peers_there_is_no_gossip_port(config) -> None:
+    flags = json.loads(Path(f"{config}.cluster.json").read_text())
+    assert flags == {"args": ["--cluster.listen-address="], "ports": []}
+
+
+def status(url: str) -> dict:
+    with urllib.request.urlopen(f"{url}/api/v2/status", timeout=5) as reply:  # noqa: S310 - loopback
+        return json.load(reply)["cluster"]
+
+
+def vmalert_command(tmp: Path, alertmanagers: list[str], vm_url: str, rules: Path) -> list[str]:
+    """vmalert's flags as the role renders them for ``alertmanagers`` (with basic auth),
+    its container paths and listen address swapped for local ones."""
+    dest = tmp / "vmalert.json"
+    render(
+        Path(__file__).with_name("render_vmalert.yml"),
+        dest,
+        {
+            "vmalert_alertmanager_urls": alertmanagers,
+            "vmalert_alertmanager_username": "stack",
+            "vmalert_alertmanager_password": "not-checked-here",
+            "vmalert_victoriametrics_url": vm_url,
+        },
+    )
+    flags = json.loads(dest.read_text())
+    password = tmp / "alertmanager_password"
+    password.write_text("not-checked-here")
+    flags |= {"rule": str(rules), "httpListenAddr": f"127.0.0.1:{free_port()}"}
+    del flags["rule.evalDelay"]  # the image's vmalert (1.112) has it; this host's (bookworm, 1.79) does not
+    flags["notifier.basicAuth.passwordFile"] = flags["notifier.basicAuth.passwordFile"].replace(
+        "/run/secrets/alertmanager_password", str(password)
+    )
+    return ["vmalert", *(f"-{key}={value}" for key, value in sorted(flags.items()))]
+
+
+def test_two_peers_deliver_once_what_vmalert_sends_to_both(config, tmp_path) -> None:
+    """vmalert notifies every peer; the peers' shared notification log sends the alert once."""
+    settings = yaml.safe_load(config.read_text())
+    sink = WebhookSink().start()
+    for receiver in settings["receivers"]:
+        receiver.pop("email_configs", None)
+        receiver.pop("slack_configs", None)
+        receiver["webhook_configs"] = [{"url": f"http://127.0.0.1:{sink.server.server_address[1]}/"}]
+    for route in [settings["route"], *settings["route"]["routes"]]:
+        route["group_wait"] = "1s"
+    (tmp_path / "alertmanager.yml").write_text(yaml.safe_dump(settings))
+    rule = {"alert": "ExchangeRateStale", "expr": "vector(1)", "labels": {"severity": "critical", "pair": "BTC/USD"}}
+    rules = tmp_path / "rules.yml"
+    rules.write_text(yaml.safe_dump({"groups": [{"name": "probe", "interval": "2s", "rules": [rule]}]}))
+    gossip = [free_port(), free_port()]
+    urls, procs = [], []
+    vm = VictoriaMetricsServer(tmp_path / "vm").start()
+    try:
+        for me, other in ((0, 1), (1, 0)):
+            flags = cluster_flags(tmp_path, gossip[me], gossip[other])
+            assert flags["ports"] == [f"{gossip[me]}:{gossip[me]}/tcp", f"{gossip[me]}:{gossip[me]}/udp"]
+            # In its container a peer listens on every address; here only on loopback.
+            args = [a.replace("=0.0.0.0:", "=127.0.0.1:") for a in flags["args"]]
+            web = free_port()
+            command = [
+                "prometheus-alertmanager",
+                f"--config.file={tmp_path / 'alertmanager.yml'}",
+                f"--storage.path={tmp_path / f'data-{me}'}",
+                f"--web.listen-address=127.0.0.1:{web}",
+                *args,
+            ]
+            procs.append(start(command, tmp_path / f"peer-{me}.log"))
+            urls.append(f"http://127.0.0.1:{web}")
+        for url in urls:
+            wait_until(lambda url=url: len(status(url)["peers"]) == 2 and status(url)["status"] == "ready", 60, "peers")
+        procs.append(start(vmalert_command(tmp_path, urls, vm.url, rules), tmp_path / "vmalert.log"))
+        wait_until(lambda: sink.alerts("firing", alertname="ExchangeRateStale"), 60, "delivery")
+        time.sleep(20)  # past the second peer's turn (--cluster.peer-timeout, 15 s)
+        deliveries = [a for p in sink.payloads for a in p["alerts"] if a["labels"]["alertname"] == "ExchangeRateStale"]
+        assert len(deliveries) == 1, deliveries
+        for url in urls:  # both peers got it from vmalert
+            with urllib.request.urlopen(f"{url}/api/v2/alerts?filter=alertname%3D%22ExchangeRateStale%22") as reply:  # noqa: S310 - loopback
+                assert len(json.load(reply)) == 1
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=30)
+        vm.stop()
+        sink.stop()
+
+
+def start(command: list[str], log: Path) -> subprocess.Popen:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    STARTED.append(proc)
+    return proc

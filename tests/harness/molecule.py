@@ -56,10 +56,13 @@ def purge_leftover_stack(*, log: Path) -> None:
         raise RuntimeError(f"`make purge` of the stack left on this machine failed (rc={rc}); see {log}")
 
 
-def render(playbook: Path, dest: Path) -> None:
+def render(playbook: Path, dest: Path, extra_vars: dict | None = None) -> None:
     """Run a test playbook that renders a role's templates into ``dest``."""
+    extra = ["-e", json.dumps(extra_vars)] if extra_vars else []
     result = subprocess.run(
-        [str(INFRA_BIN / "ansible-playbook"), str(playbook), "-e", f"dest={dest}"], capture_output=True, text=True
+        [str(INFRA_BIN / "ansible-playbook"), str(playbook), "-e", f"dest={dest}", *extra],
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stdout[-3000:]
 
