@@ -1,37 +1,57 @@
 """Alerts that actually arrive: in the deployed stack, vmalert evaluates the
 rules, Alertmanager routes them, and a local webhook and SMTP server receive
-them. The molecule scenario shortens `for:` and the grouping waits."""
+them. The molecule scenario shortens `for:` and the grouping waits. Both faults
+start together (fixture ``faults``), so their waits for `for:` overlap."""
 
 from __future__ import annotations
 
 import ssl
 import time
 import urllib.request
+from collections.abc import Iterator
+
+import pytest
 
 from harness.docker import docker, wait_healthy
 from harness.services import wait_until
 from harness.settings import BASE_URL, CA_FILE
 from harness.vm import vm_open
 
-PAIR = {"base": "BTC", "quote": "E2E"}  # a pair of its own, so the real one is untouched
+# A pair of its own, so the real one is untouched, and new in every run: the stale rule
+# looks back 3 h, so a pair an earlier run made fresh would not go stale again.
+PAIR = {"base": "BTC", "quote": f"E2E{int(time.time()) % 100000:05d}"}
 
 
 def last_success(value: float) -> None:
     """Write the pipeline's last-success series for PAIR, stamped now."""
-    line = f'exchange_rate_last_success_timestamp_seconds{{base="BTC",quote="E2E"}} {value} {int(time.time() * 1000)}\n'
+    labels = ",".join(f'{name}="{label}"' for name, label in PAIR.items())
+    line = f"exchange_rate_last_success_timestamp_seconds{{{labels}}} {value} {int(time.time() * 1000)}\n"
     vm_open("/api/v1/import/prometheus", data=line.encode()).close()
 
 
-def test_stale_data_alerts_by_webhook_and_email_then_resolves(sinks, figures):
-    webhook, smtp = sinks
-    # The pipeline's last success for PAIR was 27 minutes ago: the data stopped.
+@pytest.fixture(scope="module")
+def faults(sinks) -> Iterator[float]:
+    """The pipeline's last success for PAIR 27 minutes ago (the data stopped) and
+    node-exporter stopped, from the same moment (returned, monotonic); node-exporter
+    runs again when the module is done."""
     stopped = time.monotonic()
     last_success(time.time() - 1620)
+    docker("stop", "node-exporter")
+    try:
+        yield stopped
+    finally:
+        docker("start", "node-exporter")
+        wait_healthy(["node-exporter"], timeout=60)
+
+
+def test_stale_data_alerts_by_webhook_and_email_then_resolves(sinks, faults, figures):
+    webhook, smtp = sinks
+    stopped = faults
     firing = wait_until(lambda: webhook.alerts("firing", alertname="ExchangeRateStale", **PAIR), 240, "firing webhook")
     figures["alert_stale_to_webhook_s"] = round(time.monotonic() - stopped, 1)
     alert = firing[0]
     assert alert["labels"]["severity"] == "critical"
-    assert alert["annotations"]["summary"].startswith("No new BTC→E2E rate for")
+    assert alert["annotations"]["summary"].startswith(f"No new BTC→{PAIR['quote']} rate for")
     assert alert["annotations"]["runbook_url"] == "https://127.0.0.1/runbooks.md#exchangeratestale"
 
     mails = wait_until(
@@ -43,7 +63,7 @@ def test_stale_data_alerts_by_webhook_and_email_then_resolves(sinks, figures):
     )
     figures["alert_stale_to_email_s"] = round(time.monotonic() - stopped, 1)
     body = smtp.text(mails[0])
-    assert "BTC→E2E" in body
+    assert f"BTC→{PAIR['quote']}" in body
     assert "Runbook: https://127.0.0.1/runbooks.md#exchangeratestale" in body
     assert mails[0]["To"] == "oncall@example.test"
 
@@ -61,17 +81,11 @@ def test_stale_data_alerts_by_webhook_and_email_then_resolves(sinks, figures):
     )
 
 
-def test_stopped_target_alerts(sinks, figures):
+def test_stopped_target_alerts(sinks, faults, figures):
     webhook, _ = sinks
-    stopped = time.monotonic()
-    docker("stop", "node-exporter")
-    try:
-        alerts = wait_until(lambda: webhook.alerts("firing", alertname="TargetDown", job="node"), 240, "TargetDown")
-        figures["alert_target_down_s"] = round(time.monotonic() - stopped, 1)
-        assert alerts[0]["labels"]["instance"] == "node-exporter:9100"
-    finally:
-        docker("start", "node-exporter")
-        wait_healthy(["node-exporter"], timeout=60)
+    alerts = wait_until(lambda: webhook.alerts("firing", alertname="TargetDown", job="node"), 240, "TargetDown")
+    figures["alert_target_down_s"] = round(webhook.first_arrival("firing", alertname="TargetDown") - faults, 1)
+    assert alerts[0]["labels"]["instance"] == "node-exporter:9100"
 
 
 def test_runbooks_served_by_the_proxy(stack):

@@ -11,6 +11,7 @@ import email.policy
 import json
 import socketserver
 import threading
+import time
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -39,11 +40,13 @@ class WebhookSink(_Server):
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self.payloads: list[dict] = []
+        self.arrivals: list[float] = []  # time.monotonic() of each payload, in the same order
         sink = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                sink.arrivals.append(time.monotonic())
                 sink.payloads.append(json.loads(body))
                 self.send_response(200)
                 self.send_header("Content-Length", "0")
@@ -62,6 +65,18 @@ class WebhookSink(_Server):
             for alert in payload["alerts"]
             if alert["status"] == status and labels.items() <= alert["labels"].items()
         ]
+
+    def first_arrival(self, status: str, **labels: str) -> float | None:
+        """When (time.monotonic()) the first payload with such an alert arrived."""
+        return next(
+            (
+                arrived
+                for arrived, payload in zip(self.arrivals, self.payloads, strict=False)
+                for alert in payload["alerts"]
+                if alert["status"] == status and labels.items() <= alert["labels"].items()
+            ),
+            None,
+        )
 
 
 class SMTPSink(_Server):
