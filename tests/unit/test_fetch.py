@@ -186,8 +186,11 @@ def test_an_unavailable_source_is_not_asked_again_within_the_run(fake: FakeRateA
     fake.mode = "slow"  # every request waits out its deadline
     pairs = [Pair.parse(p) for p in synthetic_pairs(40)]
     outcomes = quotes_from(fake, "bitstamp", pairs, timeout=0.5)
-    reasons = [outcome.reason for outcome in outcomes.values()]
     assert all(isinstance(outcome, SourceError) for outcome in outcomes.values())
-    assert len(fake.requests) <= SOURCES["bitstamp"].concurrency  # only the first wave went out
-    assert reasons.count("no complete reply within 0.5 s") == len(fake.requests)
-    assert all(r.startswith("not asked: unavailable earlier in this run") for r in reasons[len(fake.requests) :])
+    reasons = [outcome.reason for outcome in outcomes.values()]
+    timed_out = [r for r in reasons if r == "no complete reply within 0.5 s"]
+    # Only the first wave went out (fewer if a request timed out before the others began).
+    assert 1 <= len(timed_out) <= SOURCES["bitstamp"].concurrency
+    assert len(fake.requests) <= SOURCES["bitstamp"].concurrency
+    not_asked = [r for r in reasons if r.startswith("not asked: unavailable earlier in this run (no complete reply")]
+    assert len(not_asked) == len(pairs) - len(timed_out)
