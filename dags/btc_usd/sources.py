@@ -240,19 +240,23 @@ class Source:
     def requests(self, pairs: Sequence[Pair], api_key: str | None) -> list[Request]:
         if self.plan is not None:
             return self.plan(self, pairs, api_key)
-        return [Request(*self.request(pair, api_key), (pair,), _single(self.parse)) for pair in pairs]
+        return [self.single(pair, api_key) for pair in pairs]
+
+    def single(self, pair: Pair, api_key: str | None) -> Request:
+        """The request for one pair alone."""
+        return Request(*self.request(pair, api_key), (pair,), _single(self.parse))
 
 
 # Pairs per Kraken ticker request: keeps the URL short, and an unknown pair fails only its chunk.
 KRAKEN_PAIRS_PER_REQUEST = 50
 
 
-def _plan_kraken(source: Source, pairs: Sequence[Pair], _key: str | None) -> list[Request]:
+def _plan_kraken(source: Source, pairs: Sequence[Pair], key: str | None) -> list[Request]:
+    """One ticker request per chunk: the one-pair request with its ``pair`` values joined."""
     chunks = [tuple(pairs[i : i + KRAKEN_PAIRS_PER_REQUEST]) for i in range(0, len(pairs), KRAKEN_PAIRS_PER_REQUEST)]
+    path = source.request(pairs[0], key)[0]
     return [
-        Request(
-            "/0/public/Ticker", {"pair": ",".join(_kraken_code(p.base) + p.quote for p in chunk)}, chunk, read_kraken
-        )
+        Request(path, {"pair": ",".join(source.request(p, key)[1]["pair"] for p in chunk)}, chunk, read_kraken)
         for chunk in chunks
     ]
 
@@ -265,7 +269,7 @@ def _plan_coinbase(source: Source, pairs: Sequence[Pair], key: str | None) -> li
     return [
         Request("/v2/exchange-rates", {"currency": base}, tuple(group), read_coinbase_rates)
         if len(group) > 1
-        else Request(*source.request(group[0], key), (group[0],), _single(source.parse))
+        else source.single(group[0], key)
         for base, group in by_base.items()
     ]
 
@@ -341,31 +345,32 @@ def fetch_quotes(
     down: list[str] = []
 
     def run(request: Request) -> dict[Pair, Quote | SourceError]:
-        if unavailable.is_set():
-            return dict.fromkeys(request.pairs, SourceError(source.name, f"not asked: {down[0]}"))
+        failure = None  # why the whole request failed; _fresh redacts the key from it
         try:
-            outcomes = request.read(get_json(base_url + request.path, request.params, timeout=timeout), request.pairs)
+            if unavailable.is_set():
+                failure = f"not asked: {down[0]}"
+            else:
+                reply = get_json(base_url + request.path, request.params, timeout=timeout)
+                outcomes = request.read(reply, request.pairs)
         except Unavailable as exc:
-            down.append(f"unavailable earlier in this run ({redact(str(exc), api_key)})")
+            down.append(f"unavailable earlier in this run ({exc})")
             unavailable.set()
-            outcomes = dict.fromkeys(request.pairs, SourceError(source.name, redact(str(exc), api_key)))
+            failure = str(exc)
         except FetchError as exc:
-            outcomes = dict.fromkeys(request.pairs, SourceError(source.name, redact(str(exc), api_key)))
+            failure = str(exc)
         except SourceError as exc:
-            outcomes = dict.fromkeys(request.pairs, SourceError(source.name, redact(exc.reason, api_key)))
+            failure = exc.reason
         except Exception as exc:  # a reply no parser check foresaw is still only this source's failure
-            error = SourceError(source.name, f"reply could not be read: {type(exc).__name__}")
-            outcomes = dict.fromkeys(request.pairs, error)
+            failure = f"reply could not be read: {type(exc).__name__}"
+        if failure is not None:
+            outcomes = dict.fromkeys(request.pairs, SourceError(source.name, failure))
         return {pair: _fresh(source.name, outcomes[pair], api_key, now, max_age) for pair in request.pairs}
 
     requests = source.requests(pairs, api_key)
     found: dict[Pair, Quote | SourceError] = {}
-    if len(requests) == 1:
-        found |= run(requests[0])
-    else:
-        with ThreadPoolExecutor(max_workers=min(source.concurrency, len(requests))) as pool:
-            for outcomes in pool.map(run, requests):
-                found |= outcomes
+    with ThreadPoolExecutor(max_workers=min(source.concurrency, len(requests))) as pool:
+        for outcomes in pool.map(run, requests):
+            found |= outcomes
     return {pair: found[pair] for pair in pairs}
 
 
