@@ -33,7 +33,7 @@ help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: deps
-deps: deps-apt deps-docker deps-terraform $(VENV)/.installed $(INFRA)/.installed ## Install what the tests need (Debian packages as root, Docker running, pinned venvs)
+deps: deps-apt deps-docker deps-terraform $(VM_TRIXIE)/.installed $(VENV)/.installed $(INFRA)/.installed ## Install what the tests need (Debian packages as root, Docker running, pinned venvs)
 
 .PHONY: deps-docker
 deps-docker: ## Start the Docker daemon if it is not running (systemd, or dockerd in the background)
@@ -62,6 +62,24 @@ deps-apt: ## Install the missing Debian packages (skips what is installed)
 	  apt-get update -qq; \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
+
+# VictoriaMetrics from Debian trixie for the tests of the time-series pair on the
+# host: its vmauth reads from the first node that answers (first_available,
+# 1.112+), which bookworm's 1.79 lacks. apt checks it against trixie's signed index.
+VM_TRIXIE := .build/victoria-metrics-trixie
+VM_TRIXIE_VERSION := 1.112.0+ds1-2
+VM_TRIXIE_APT = -o Dir::Etc::SourceList=$(CURDIR)/$(VM_TRIXIE)/apt/sources.list -o Dir::Etc::SourceParts=/dev/null \
+	-o Dir::State::Lists=$(CURDIR)/$(VM_TRIXIE)/apt/lists -o Dir::Cache=$(CURDIR)/$(VM_TRIXIE)/apt/cache
+$(VM_TRIXIE)/.installed:
+	rm -rf $(VM_TRIXIE)
+	mkdir -p $(VM_TRIXIE)/apt/lists/partial $(VM_TRIXIE)/apt/cache/archives/partial
+	echo "deb http://deb.debian.org/debian trixie main" > $(VM_TRIXIE)/apt/sources.list
+	apt-get -qq $(VM_TRIXIE_APT) update
+	cd $(VM_TRIXIE) && apt-get -qq $(VM_TRIXIE_APT) -o APT::Sandbox::User=root download victoria-metrics=$(VM_TRIXIE_VERSION)
+	dpkg-deb -x $(VM_TRIXIE)/victoria-metrics_*.deb $(VM_TRIXIE)/root
+	rm -rf $(VM_TRIXIE)/apt $(VM_TRIXIE)/*.deb
+	$(VM_TRIXIE)/root/usr/bin/vmauth -version
+	touch $@
 
 $(VENV)/.installed: requirements/requirements.in requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)

@@ -85,9 +85,11 @@ class VictoriaMetricsServer:
     FLUSH_KEY = "integration-flush-key-0123456789abcdef"
     USER, PASSWORD = "stack", "integration-http-password-0123456789"
 
-    def __init__(self, data_dir: Path, auth: bool = False) -> None:
+    def __init__(self, data_dir: Path, auth: bool = False, binary: Path | None = None, args: tuple = ()) -> None:
         self.data_dir = data_dir
         self.auth = auth
+        self.binary = str(binary or self.BINARY)
+        self.extra_args = list(args)
         self.http_port, self.graphite_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.http_port}"
         self.log = data_dir.parent / f"{data_dir.name}.log"
@@ -95,7 +97,7 @@ class VictoriaMetricsServer:
 
     def start(self) -> VictoriaMetricsServer:
         args = [
-            self.BINARY,
+            self.binary,
             f"-storageDataPath={self.data_dir}",
             f"-httpListenAddr=127.0.0.1:{self.http_port}",
             f"-graphiteListenAddr=127.0.0.1:{self.graphite_port}",
@@ -107,6 +109,7 @@ class VictoriaMetricsServer:
         ]
         if self.auth:
             args += [f"-httpAuth.username={self.USER}", f"-httpAuth.password={self.PASSWORD}"]
+        args += self.extra_args
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
         STARTED.append(self.proc)
