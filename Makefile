@@ -95,7 +95,7 @@ $(INFRA)/.installed: requirements/infra.in requirements/infra-constraints.txt
 dev: deps ## Set up the development environment (.venv/bin/airflow and the test tools)
 
 # The shell scripts: the backup job, the distro images' entrypoints, CI's entry.
-SHELL_SCRIPTS := roles/backup/files/image/btc-usd-backup roles/distro_images/files/mysql/docker-entrypoint.sh \
+SHELL_SCRIPTS := roles/backup/files/image/btc-usd-backup tests/ha/host/host-init roles/distro_images/files/mysql/docker-entrypoint.sh \
 	roles/distro_images/files/airflow/entrypoint.sh .ci/run
 
 .PHONY: lint
@@ -122,6 +122,10 @@ test-integration: deps ## Integration tests against real VictoriaMetrics, MariaD
 .PHONY: test-terraform
 test-terraform: deps ## Terraform fmt/validate/test, apply/inventory/destroy against moto, checkov
 	$(PYTEST) tests/terraform
+
+.PHONY: test-ha
+test-ha: deps ## Topology "ha" on three host containers (sshd, Docker): ansible/ha.yml over SSH, then its failover drills
+	$(PYTEST) tests/ha
 
 .PHONY: test-e2e
 test-e2e: deps ## Deploy the stack on this machine with Molecule (root), verify it and run the end-to-end tests

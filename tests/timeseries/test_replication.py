@@ -5,11 +5,9 @@ trixie's VictoriaMetrics 1.112 (`make deps` unpacks it into .build/), auth on ev
 
 from __future__ import annotations
 
-import base64
 import json
 import socket
 import subprocess
-import threading
 import time
 import urllib.error
 import urllib.parse
@@ -22,21 +20,19 @@ from pathlib import Path
 import pytest
 
 from harness.molecule import render
+from harness.replication import Reads, expected, get, points, write
 from harness.services import REPO, STARTED, VictoriaMetricsServer, _stop, free_port, wait_until
 
 TRIXIE = REPO / ".build/victoria-metrics-trixie/root/usr/bin"
-SERIES = "ha_probe"
 NODE_AUTH = (VictoriaMetricsServer.USER, VictoriaMetricsServer.PASSWORD)
 READER = ("reader", "ha-reader-password-0123456789")
-# Points are stamped one second apart, an hour back: each is its own sample.
-T0 = int(time.time()) - 3600
 
 
 @dataclass
 class Pair:
     a: VictoriaMetricsServer
     b: VictoriaMetricsServer
-    graphite_port: int
+    graphite: tuple[str, int]
     read_url: str
     procs: list[subprocess.Popen] = field(default_factory=list)
 
@@ -93,7 +89,7 @@ def pair(tmp_path_factory) -> Iterator[Pair]:
         "/run/secrets/remote_write_password", str(base / "remote_write_password")
     )
     agent_port, graphite_port, auth_port = free_port(), free_port(), free_port()
-    pair = Pair(a, b, graphite_port, f"http://127.0.0.1:{auth_port}")
+    pair = Pair(a, b, ("127.0.0.1", graphite_port), f"http://127.0.0.1:{auth_port}")
     agent = _flags(
         agent_flags,
         {
@@ -120,115 +116,58 @@ def pair(tmp_path_factory) -> Iterator[Pair]:
         b.stop()
 
 
-def _get(url: str, auth: tuple[str, str] | None) -> bytes:
-    request = urllib.request.Request(url)  # noqa: S310 - loopback
-    if auth:
-        request.add_header("Authorization", "Basic " + base64.b64encode(":".join(auth).encode()).decode())
-    with urllib.request.urlopen(request, timeout=5) as reply:  # noqa: S310 - loopback
-        return reply.read()
-
-
-def points(url: str, run: str, auth: tuple[str, str]) -> dict[int, float]:
-    """Every point of the run's series the node (or vmauth) exports: timestamp (s) -> value."""
-    query = urllib.parse.urlencode({"match[]": f'{SERIES}{{run="{run}"}}', "start": T0 - 1})
-    found: dict[int, float] = {}
-    for line in _get(f"{url}/api/v1/export?{query}", auth).splitlines():
-        row = json.loads(line)
-        found.update(zip((ts // 1000 for ts in row["timestamps"]), row["values"], strict=True))
-    return found
-
-
-def write(pair: Pair, run: str, numbers: range, interval: float = 0.0) -> None:
-    """Point i has the value i at T0 + i, sent to vmagent's Graphite listener as the DAG sends."""
-    for i in numbers:
-        with socket.create_connection(("127.0.0.1", pair.graphite_port), timeout=5) as conn:
-            conn.sendall(f"{SERIES};run={run} {i} {T0 + i}\n".encode())
-        time.sleep(interval)
-
-
-def expected(numbers: range) -> dict[int, float]:
-    return {T0 + i: float(i) for i in numbers}
-
-
 def test_vmauth_admits_only_its_readers(pair):
     query = f"{pair.read_url}/api/v1/query?query=1"
     for auth in (None, (READER[0], "wrong-password")):
         with pytest.raises(urllib.error.HTTPError) as refused:
-            _get(query, auth)
+            get(query, auth)
         assert refused.value.code == 401
     # Through to a node, which itself demands the credentials vmauth adds.
-    assert json.loads(_get(query, READER))["status"] == "success"
+    assert json.loads(get(query, READER))["status"] == "success"
     with pytest.raises(urllib.error.HTTPError) as node_refused:
-        _get(f"{pair.a.url}/api/v1/query?query=1", None)
+        get(f"{pair.a.url}/api/v1/query?query=1", None)
     assert node_refused.value.code == 401
 
 
 def test_every_point_reaches_both_nodes(pair):
     run = uuid.uuid4().hex[:12]
-    write(pair, run, range(20))
+    write(pair.graphite, run, range(20))
     for node in (pair.a, pair.b):
         wait_until(lambda n=node: len(points(n.url, run, NODE_AUTH)) >= 20, 30, f"20 points in {node.url}")
         assert points(node.url, run, NODE_AUTH) == expected(range(20)), node.url
     assert points(pair.read_url, run, READER) == expected(range(20))
 
 
-@dataclass
-class Reads:
-    """Reads through vmauth, every 0.1 s, until stopped: (monotonic time, points or the error)."""
-
-    pair: Pair
-    run: str
-    log: list[tuple[float, int | str]] = field(default_factory=list)
-    done: threading.Event = field(default_factory=threading.Event)
-
-    def loop(self) -> None:
-        deadline = time.monotonic() + 180
-        while not self.done.is_set() and time.monotonic() < deadline:
-            try:
-                self.log.append((time.monotonic(), len(points(self.pair.read_url, self.run, READER))))
-            except (OSError, ValueError) as exc:
-                self.log.append((time.monotonic(), repr(exc)))
-            time.sleep(0.1)
-
-
 def test_a_stopped_node_loses_no_point_reads_go_on_and_its_gap_is_filled(pair, figures):
     run = uuid.uuid4().hex[:12]
     before, during, after = range(20), range(20, 70), range(70, 90)
-    write(pair, run, before)
+    write(pair.graphite, run, before)
     for node in (pair.a, pair.b):
         wait_until(lambda n=node: len(points(n.url, run, NODE_AUTH)) >= 20, 30, "the first points")
-    reads = Reads(pair, run)
-    reader = threading.Thread(target=reads.loop)
-    reader.start()
-    try:
+    with Reads(pair.read_url, run, READER) as reads:
         time.sleep(0.5)
         stopped = time.monotonic()
         pair.a.stop()
         with pytest.raises(urllib.error.URLError, match="Connection refused"):
-            _get(f"{pair.a.url}/health", None)
-        write(pair, run, during, interval=0.1)
+            get(f"{pair.a.url}/health", None)
+        write(pair.graphite, run, during, interval=0.1)
         time.sleep(max(0.0, 6 - (time.monotonic() - stopped)))
         restarted = time.monotonic()
         pair.a.start()
-        write(pair, run, after, interval=0.05)
+        write(pair.graphite, run, after, interval=0.05)
         wait_until(lambda: len(points(pair.a.url, run, NODE_AUTH)) >= 90, 90, "node a's gap filled")
         filled = time.monotonic()
         wait_until(lambda: len(points(pair.b.url, run, NODE_AUTH)) >= 90, 30, "node b's last points")
-    finally:
-        reads.done.set()
-        reader.join(timeout=30)
     assert points(pair.b.url, run, NODE_AUTH) == expected(range(90))
     assert points(pair.a.url, run, NODE_AUTH) == expected(range(90)), "node a did not get the points it missed"
-    failed = [(round(t - stopped, 2), error) for t, error in reads.log if isinstance(error, str)]
-    assert not failed, f"reads through vmauth failed (s after the stop, error): {failed}"
-    outage = [n for t, n in reads.log if stopped < t < restarted]
+    assert not reads.failed(stopped), f"reads through vmauth failed (s after the stop, error): {reads.failed(stopped)}"
+    outage = reads.counts(stopped, restarted)
     assert outage, "no read happened while node a was down"
     assert max(outage) > 20, f"no read during the outage saw the points written meanwhile: {outage}"
-    # After node a returns, vmauth asks it first again; until its queue is sent, reads miss the gap.
-    short = [t for t, n in reads.log if t > restarted and n < 70]
     figures["tsdb_node_down_s"] = round(restarted - stopped, 1)
-    figures["tsdb_failed_reads_while_down"] = len(failed)
     figures["tsdb_reads_while_down"] = len(outage)
+    figures["tsdb_slowest_read_while_down_s"] = reads.slowest(stopped, restarted)
     figures["tsdb_points_lost"] = 90 - len(points(pair.a.url, run, NODE_AUTH))
     figures["tsdb_gap_filled_after_return_s"] = round(filled - restarted, 1)
-    figures["tsdb_short_reads_after_return_s"] = round(max(short) - restarted, 1) if short else 0.0
+    # After node a returns, vmauth asks it first again; until its queue is sent, reads miss the gap.
+    figures["tsdb_short_reads_after_return_s"] = reads.short_until(restarted, 70)
