@@ -23,6 +23,12 @@ APT_PACKAGES := python3-venv python3-dev build-essential pkg-config libmariadb-d
 	mariadb-server mariadb-client victoria-metrics \
 	docker.io debootstrap openssh-server sudo chromium python3-requests python3-apt \
 	prometheus prometheus-alertmanager shellcheck
+# VictoriaMetrics from Debian trixie for the tests of the time-series pair on the
+# host: its vmauth reads from the first node that answers (first_available,
+# 1.112+), which bookworm's 1.79 lacks. apt checks it against trixie's signed index.
+VM_TRIXIE := .build/victoria-metrics-trixie
+VM_TRIXIE_VERSION := 1.112.0+ds1-2
+
 ANSIBLE := cd ansible && ../$(INFRA_BIN)/ansible-playbook
 # What `make up` deploys to (this machine) and `make deploy` (the AWS VM).
 LOCAL_INVENTORY := inventories/local
@@ -63,11 +69,6 @@ deps-apt: ## Install the missing Debian packages (skips what is installed)
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-# VictoriaMetrics from Debian trixie for the tests of the time-series pair on the
-# host: its vmauth reads from the first node that answers (first_available,
-# 1.112+), which bookworm's 1.79 lacks. apt checks it against trixie's signed index.
-VM_TRIXIE := .build/victoria-metrics-trixie
-VM_TRIXIE_VERSION := 1.112.0+ds1-2
 VM_TRIXIE_APT = -o Dir::Etc::SourceList=$(CURDIR)/$(VM_TRIXIE)/apt/sources.list -o Dir::Etc::SourceParts=/dev/null \
 	-o Dir::State::Lists=$(CURDIR)/$(VM_TRIXIE)/apt/lists -o Dir::Cache=$(CURDIR)/$(VM_TRIXIE)/apt/cache
 $(VM_TRIXIE)/.installed:

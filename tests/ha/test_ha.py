@@ -40,6 +40,23 @@ def test_each_alertmanager_reports_two_peers(ha: HA, host):
     assert peers == [f"{ha.address('tsdb-1')}:9094", f"{ha.address('tsdb-2')}:9094"]
 
 
+@pytest.mark.parametrize("host", ["tsdb-1", "tsdb-2"])
+def test_every_target_a_tsdb_host_scrapes_is_up(ha: HA, host):
+    """A time-series host scrapes what runs on it, so no TargetDown is raised for a service
+    of another tier."""
+    url = f"http://{ha.address(host)}:8428/api/v1/query?query=up"
+
+    def targets() -> dict[str, str] | None:
+        found = {r["metric"]["job"]: r["value"][1] for r in json.loads(get(url, vm_auth(ha)))["data"]["result"]}
+        return found if {"victoriametrics", "vmalert", "alertmanager"} <= found.keys() else None
+
+    assert wait_until(targets, 120, f"{host}'s scrapes") == {
+        "victoriametrics": "1",
+        "vmalert": "1",
+        "alertmanager": "1",
+    }
+
+
 def test_an_alert_from_both_vmalerts_is_delivered_once(ha: HA):
     """Both vmalerts send the always-firing Watchdog to both Alertmanagers; the heartbeat
     receiver gets it once (unclustered, each Alertmanager would deliver it)."""
