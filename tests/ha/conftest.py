@@ -160,7 +160,8 @@ def load_images(name: str, images: list[str], errors: list[str]) -> None:
         errors.append(f"{name}: {exc}")
 
 
-@pytest.fixture(scope="session")
+# Module scope: the hosts (and their Docker daemons) are gone as soon as the drills end.
+@pytest.fixture(scope="module")
 def ha(tmp_path_factory, figures) -> Iterator[HA]:
     base = tmp_path_factory.mktemp("ha")
     started = time.monotonic()
