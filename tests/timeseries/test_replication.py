@@ -44,11 +44,6 @@ def _start(args: list[str], log: Path) -> subprocess.Popen:
     return proc
 
 
-def _healthy(url: str) -> bool:
-    with urllib.request.urlopen(f"{url}/health", timeout=2) as reply:  # noqa: S310 - loopback
-        return reply.status == 200
-
-
 def _node(path: Path) -> VictoriaMetricsServer:
     # As the deployment: auth on, dedup of repeated writes, a short latency offset.
     return VictoriaMetricsServer(
@@ -105,8 +100,8 @@ def pair(tmp_path_factory) -> Iterator[Pair]:
     pair.procs.append(_start([str(TRIXIE / "vmagent"), *agent], base / "vmagent.log"))
     pair.procs.append(_start([str(TRIXIE / "vmauth"), *vmauth], base / "vmauth.log"))
     try:
-        wait_until(lambda: _healthy(f"http://127.0.0.1:{agent_port}"), 30, "vmagent")
-        wait_until(lambda: _healthy(pair.read_url), 30, "vmauth")
+        wait_until(lambda: get(f"http://127.0.0.1:{agent_port}/health", None) == b"OK", 30, "vmagent")
+        wait_until(lambda: get(f"{pair.read_url}/health", None) == b"OK", 30, "vmauth")
         wait_until(lambda: socket.create_connection(("127.0.0.1", graphite_port), 1).close() is None, 30, "Graphite")
         yield pair
     finally:
