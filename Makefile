@@ -125,7 +125,7 @@ test-terraform: deps ## Terraform fmt/validate/test, apply/inventory/destroy aga
 	$(PYTEST) tests/terraform
 
 .PHONY: test-ha
-test-ha: deps ## Topology "ha" on three host containers (sshd, Docker): ansible/ha.yml over SSH, then its failover drills
+test-ha: deps ## Topology "ha" on seven host containers (sshd, Docker): ansible/ha.yml over SSH, then its failover drills
 	$(PYTEST) tests/ha
 
 .PHONY: test-e2e

@@ -45,7 +45,14 @@ def test_json_form_and_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.pairs == (Pair("BTC", "USD"), Pair("ETH", "EUR"))
     assert list(airflow_io.load_endpoints(settings)) == ["bitstamp"]
     vm = airflow_io.load_victoriametrics()
-    assert (vm.url, vm.graphite_port) == ("http://vm.internal:9428", 2103)
+    assert (vm.url, vm.graphite_address) == ("http://vm.internal:9428", ("vm.internal", 2103))
+
+
+def test_graphite_on_another_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    conn = {"conn_type": "http", "host": "vmauth", "port": 8427, "extra": {"graphite_host": "vmagent"}}
+    monkeypatch.setenv("AIRFLOW_CONN_VICTORIAMETRICS_DEFAULT", json.dumps(conn))
+    vm = airflow_io.load_victoriametrics()
+    assert (vm.url, vm.graphite_address) == ("http://vmauth:8427", ("vmagent", 2003))
 
 
 @pytest.mark.parametrize("port", ["graphite", 0, 70000, True])

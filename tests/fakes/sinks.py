@@ -57,11 +57,13 @@ class WebhookSink(_Server):
 
         self._serve(ThreadingHTTPServer((host, port), Handler))
 
-    def alerts(self, status: str, **labels: str) -> list[dict]:
-        """Alerts of ``status`` received so far whose labels include ``labels``."""
+    def alerts(self, status: str, before: float | None = None, **labels: str) -> list[dict]:
+        """Alerts of ``status`` received so far (or before the time.monotonic() ``before``)
+        whose labels include ``labels``."""
         return [
             alert
-            for payload in self.payloads
+            for arrived, payload in zip(self.arrivals, self.payloads, strict=False)
+            if before is None or arrived < before
             for alert in payload["alerts"]
             if alert["status"] == status and labels.items() <= alert["labels"].items()
         ]

@@ -19,7 +19,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from fakes.rate_apis import FakeRateAPI
 from fakes.sinks import WebhookSink
+from harness.airflow_api import AirflowAPI
 from harness.services import REPO, wait_until
 from harness.settings import INFRA_BIN
 
@@ -29,15 +31,23 @@ SUBNET, GATEWAY = "172.30.90.0/24", "172.30.90.1"
 HOST_IMAGE = "btc-usd-ha/host:bookworm"
 BASE_IMAGE = "btc-usd-stack/debian:bookworm"
 VM_IMAGE, AM_IMAGE = "btc-usd-stack/victoriametrics:1.112", "btc-usd-stack/alertmanager:0.25"
+AIRFLOW_IMAGE, MYSQL_IMAGE = "btc-usd-stack/airflow:3.3.2", "btc-usd-stack/mysql:9.7"
 # name -> (inventory group, address, images it runs)
 HOSTS = {
+    "db-1": ("btc_usd_db", "172.30.90.41", [MYSQL_IMAGE]),
+    "control-1": ("btc_usd_control", "172.30.90.31", [AIRFLOW_IMAGE]),
+    "control-2": ("btc_usd_control", "172.30.90.32", [AIRFLOW_IMAGE]),
     "tsdb-1": ("btc_usd_tsdb", "172.30.90.11", [VM_IMAGE, AM_IMAGE]),
     "tsdb-2": ("btc_usd_tsdb", "172.30.90.12", [VM_IMAGE, AM_IMAGE]),
-    "worker-1": ("btc_usd_workers", "172.30.90.21", [VM_IMAGE]),
+    "worker-1": ("btc_usd_workers", "172.30.90.21", [VM_IMAGE, AIRFLOW_IMAGE]),
+    "worker-2": ("btc_usd_workers", "172.30.90.22", [VM_IMAGE, AIRFLOW_IMAGE]),
 }
+WORKERS = [name for name, spec in HOSTS.items() if spec[0] == "btc_usd_workers"]
 CAPABILITIES = ["--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE", "--cgroupns", "private"]
 UNCONFINED = ["--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined"]
 WEBHOOK_PORT = 18190
+# The rate APIs' fakes, on the network's gateway: the workers' tasks fetch from them.
+FAKE_PORTS = {"alphavantage": 18181, "coinbase": 18182, "kraken": 18183, "bitstamp": 18184}
 
 
 def container(name: str) -> str:
@@ -80,6 +90,23 @@ class HA:
 
     def secret(self, name: str) -> str:
         return (self.secrets / name).read_text().strip()
+
+    def airflow(self, host: str = "control-1") -> AirflowAPI:
+        """Airflow's REST API on a control host's API server, as the Admin user."""
+        api = AirflowAPI("admin", self.secret("airflow_admin_password"), f"http://{self.address(host)}:8080")
+        return api.login()
+
+    def wait_healthy(self, name: str, timeout: float = 300) -> None:
+        """Until every container of host ``name`` reports healthy (or has no healthcheck)."""
+
+        def healthy() -> bool:
+            states = docker("exec", container(name), "docker", "ps", "--format", "{{.Status}}").stdout
+            return bool(states.strip()) and all(
+                line.startswith("Up") and "starting" not in line and "unhealthy" not in line
+                for line in states.splitlines()
+            )
+
+        wait_until(healthy, timeout, f"{name}'s containers healthy")
 
     def playbook(self, name: str, *args: str) -> subprocess.CompletedProcess:
         return run_playbook(["-i", str(self.inventory), name, *args], self.base / f"{name}.log")
@@ -130,6 +157,11 @@ def inventory(base: Path, secrets: Path) -> dict:
         "alertmanager_group_wait": "5s",
         "alertmanager_group_interval": "15s",
         "vmalert_extra_args": {"evaluationInterval": "15s"},
+        # The test unpauses and triggers the DAG itself; the tasks ask the fakes.
+        "airflow_dags_paused_at_creation": True,
+        "airflow_alphavantage_api_key": "ha-test-key",
+        "airflow_source_urls": {name: f"http://{GATEWAY}:{port}" for name, port in FAKE_PORTS.items()},
+        "airflow_variables": {"exchange_rate_max_lateness_seconds": 7200},
     }
     # The test writes to the worker's vmagent and reads through its vmauth from outside.
     worker = {
@@ -172,6 +204,7 @@ def ha(tmp_path_factory, figures) -> Iterator[HA]:
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(base / "id")], check=True)
     docker("network", "create", "--subnet", SUBNET, "--gateway", GATEWAY, NETWORK)
     sink = WebhookSink(GATEWAY, WEBHOOK_PORT).start()
+    fakes = [FakeRateAPI(name, host=GATEWAY, port=port).start() for name, port in FAKE_PORTS.items()]
     try:
         for name, (_group, address, _images) in HOSTS.items():
             docker(
@@ -201,6 +234,8 @@ def ha(tmp_path_factory, figures) -> Iterator[HA]:
         yield ha
     finally:
         sink.stop()
+        for fake in fakes:
+            fake.stop()
         if os.environ.get("KEEP_HA") != "1":
             remove_hosts()
 

@@ -1,18 +1,22 @@
-"""Topology "ha" deployed by ansible/ha.yml over SSH on three host containers
-(tests/ha/conftest.py): two time-series hosts and a worker host."""
+"""Topology "ha" deployed by ansible/ha.yml over SSH on host containers
+(tests/ha/conftest.py): a database host, a control host, two time-series hosts and
+two worker hosts."""
 
 from __future__ import annotations
 
 import json
 import time
+import urllib.parse
 import uuid
 
 import pytest
 
+from harness.airflow_api import AirflowAPI, trigger
 from harness.replication import Reads, expected, get, points, write
 from harness.services import wait_until
+from harness.settings import RATE_DAG, RATE_SERIES, SLOT
 
-from .conftest import HA, recap
+from .conftest import HA, HOSTS, WORKERS, recap
 
 USER = "stack"  # stack_victoriametrics_username, stack_alertmanager_username
 
@@ -27,7 +31,7 @@ def test_a_second_run_changes_nothing(ha: HA, figures):
     figures["ha_idempotent_s"] = round(time.monotonic() - started, 1)
     assert result.returncode == 0, result.stdout[-3000:]
     changed = {host: counts["changed"] for host, counts in recap(result.stdout).items()}
-    assert set(changed) == {"tsdb-1", "tsdb-2", "worker-1"}
+    assert set(changed) == set(HOSTS)
     assert set(changed.values()) == {0}, changed
 
 
@@ -61,11 +65,76 @@ def test_an_alert_from_both_vmalerts_is_delivered_once(ha: HA):
     """Both vmalerts send the always-firing Watchdog to both Alertmanagers; the heartbeat
     receiver gets it once (unclustered, each Alertmanager would deliver it)."""
     first = wait_until(lambda: ha.sink.first_arrival("firing", alertname="Watchdog"), 180, "the Watchdog")
-    # Longer than group_wait (5 s) and group_interval (15 s): a second delivery would be in.
+    # Longer than group_wait (5 s) and group_interval (15 s): a second delivery would be in;
+    # shorter than alertmanager_heartbeat_interval (5 minutes), when the heartbeat repeats it.
     time.sleep(max(0.0, 35 - (time.monotonic() - first)))
-    watchdogs = ha.sink.alerts("firing", alertname="Watchdog")
+    watchdogs = ha.sink.alerts("firing", before=first + 35, alertname="Watchdog")
     assert len(watchdogs) == 1, watchdogs
     assert watchdogs[0]["labels"]["stack"] == "btc-usd-stack"
+
+
+def run_and_locate(api: AirflowAPI, slot: int) -> dict[str, str]:
+    """Trigger a run of the rate DAG for ``slot``; once it succeeded, the host each of its
+    tasks ran on: a task's hostname is the name of the Edge worker that ran it, its host's."""
+    run_id = trigger(api, slot)
+    run = api.wait_for_run(RATE_DAG, run_id, timeout=300)
+    path = f"/api/v2/dags/{RATE_DAG}/dagRuns/{urllib.parse.quote(run_id)}/taskInstances"
+    tasks = api.request("GET", path)["task_instances"]
+    assert run["state"] == "success", [(t["task_id"], t["map_index"], t["state"], t["hostname"]) for t in tasks]
+    return {f"{t['task_id']}[{t['map_index']}]": t["hostname"] for t in tasks}
+
+
+def stored_on_each_tsdb_host(ha: HA, slot: int) -> dict[str, int]:
+    """How many points of the rate series each time-series host holds at ``slot``."""
+    query = urllib.parse.urlencode({"match[]": RATE_SERIES, "start": slot - 1, "end": slot + 1})
+    return {
+        host: sum(len(json.loads(line)["timestamps"]) for line in get(f"http://{ha.address(host)}:8428/api/v1/export?{query}", vm_auth(ha)).splitlines())
+        for host in ("tsdb-1", "tsdb-2")
+    }  # fmt: skip
+
+
+def test_runs_execute_on_the_worker_hosts_and_fail_over(ha: HA, figures):
+    """Every task of a run executes on a worker host's Edge worker and its point reaches both
+    time-series hosts; with the host that ran them shut down, the next run goes to the other."""
+    api = ha.airflow()
+    api.set_paused(RATE_DAG, False)
+    # Slots well before the one the scheduler runs once the DAG is unpaused.
+    now = int(time.time()) // SLOT * SLOT - 2 * SLOT
+    started = time.monotonic()
+    first = run_and_locate(api, now - SLOT)
+    figures["ha_run_on_workers_s"] = round(time.monotonic() - started, 1)
+    assert set(first.values()) <= set(WORKERS), first
+    wait_until(lambda: set(stored_on_each_tsdb_host(ha, now - SLOT).values()) == {1}, 60, "the point on both hosts")
+
+    busiest = max(WORKERS, key=list(first.values()).count)
+    (other,) = set(WORKERS) - {busiest}
+    ha.lose(busiest, "shutdown")
+    try:
+        lost = time.monotonic()
+        second = run_and_locate(api, now - 2 * SLOT)
+        figures["ha_run_after_worker_lost_s"] = round(time.monotonic() - lost, 1)
+        assert set(second.values()) == {other}, second
+    finally:
+        ha.bring_back(busiest, "shutdown")
+        ha.wait_healthy(busiest)
+
+
+def test_with_a_control_host_shut_down_the_other_schedules_and_serves_the_workers(ha: HA, figures):
+    """control-1 shuts down; control-2's scheduler (each control host runs one) schedules a run
+    triggered on its API server, and the workers' vmauth sends them to that API server."""
+    api = ha.airflow("control-2")
+    api.set_paused(RATE_DAG, False)
+    slot = int(time.time()) // SLOT * SLOT - 5 * SLOT
+    ha.lose("control-1", "shutdown")
+    try:
+        lost = time.monotonic()
+        ran_on = run_and_locate(api, slot)
+        figures["ha_run_after_control_lost_s"] = round(time.monotonic() - lost, 1)
+        assert set(ran_on.values()) <= set(WORKERS), ran_on
+        wait_until(lambda: set(stored_on_each_tsdb_host(ha, slot).values()) == {1}, 60, "the point on both hosts")
+    finally:
+        ha.bring_back("control-1", "shutdown")
+        ha.wait_healthy("control-1")
 
 
 @pytest.mark.parametrize("fault", ["shutdown", "partition"])

@@ -31,7 +31,7 @@ class AirflowAPI:
         req.add_header("Content-Type", "application/json")
         if self.token:
             req.add_header("Authorization", f"Bearer {self.token}")
-        context = ssl.create_default_context(cafile=self.ca_file)
+        context = ssl.create_default_context(cafile=self.ca_file) if self.base_url.startswith("https:") else None
         with urllib.request.urlopen(req, timeout=30, context=context) as resp:  # noqa: S310 - the proxy
             return json.loads(resp.read() or b"{}")
 
