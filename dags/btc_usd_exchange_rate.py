@@ -44,7 +44,7 @@ def plan_pairs() -> list[dict[str, object]]:
                 name,
             )
     logging.getLogger(__name__).info(
-        "writing to %s (Graphite port %d)", victoriametrics.url, victoriametrics.graphite_port
+        "writing to %s (Graphite %s:%d)", victoriametrics.url, *victoriametrics.graphite_address
     )
     pairs, size = [str(pair) for pair in settings.pairs], settings.batch_size
     return [{"pairs": pairs[first : first + size], "first_index": first} for first in range(0, len(pairs), size)]

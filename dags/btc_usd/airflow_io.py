@@ -58,8 +58,8 @@ def load_endpoints(settings: Settings) -> dict[str, Endpoint]:
 
 def load_victoriametrics() -> VictoriaMetrics:
     """VictoriaMetrics from ``victoriametrics_default``: HTTP at host:port with its basic
-    auth as login and password; in extra the Graphite port and the flush key (for
-    /internal/force_flush)."""
+    auth as login and password; in extra the Graphite port, the Graphite host when it is
+    not the HTTP one (a vmagent), and the flush key (for /internal/force_flush)."""
     conn = _connection(VICTORIAMETRICS_CONN_ID)
     if conn is None:
         log.info("connection %s is not set; using %s", VICTORIAMETRICS_CONN_ID, VICTORIAMETRICS_DEFAULT_URL)
@@ -76,6 +76,7 @@ def load_victoriametrics() -> VictoriaMetrics:
     return VictoriaMetrics(
         url,
         graphite_port=port,
+        graphite_host=conn.extra_dejson.get("graphite_host") or None,
         flush_key=conn.extra_dejson.get("flush_key") or None,
         username=conn.login or None,
         password=conn.password or None,

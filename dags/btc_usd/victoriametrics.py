@@ -28,12 +28,14 @@ def selector(name: str, **labels: str) -> str:
 
 @dataclass(frozen=True)
 class VictoriaMetrics:
-    """A VictoriaMetrics single node: HTTP API at ``url``, Graphite on ``graphite_port``;
-    ``username`` and ``password`` its HTTP basic auth (-httpAuth.*), ``flush_key`` its
-    -forceFlushAuthKey, when it has them."""
+    """A VictoriaMetrics single node: HTTP API at ``url``, Graphite on ``graphite_port``
+    of ``graphite_host`` (by default the host of ``url``; another one for a vmagent that
+    writes to several nodes, read through vmauth); ``username`` and ``password`` its HTTP
+    basic auth (-httpAuth.*), ``flush_key`` its -forceFlushAuthKey, when it has them."""
 
     url: str
     graphite_port: int = 2003
+    graphite_host: str | None = None
     timeout: float = 10.0
     flush_key: str | None = field(default=None, repr=False)
     username: str | None = None
@@ -49,6 +51,10 @@ class VictoriaMetrics:
     @property
     def host(self) -> str:
         return urllib.parse.urlsplit(self.url).hostname or "localhost"
+
+    @property
+    def graphite_address(self) -> tuple[str, int]:
+        return (self.graphite_host or self.host, self.graphite_port)
 
     def export(self, match: str, start: int, end: int) -> dict[SeriesKey, dict[int, float]]:
         """Raw samples in [start, end] (unix seconds) as {series: {timestamp: value}}."""
@@ -77,10 +83,11 @@ class VictoriaMetrics:
     def write(self, samples: Sequence[Sample]) -> int:
         """Send samples to the Graphite listener."""
         try:
-            return graphite.send(samples, self.host, self.graphite_port, self.timeout)
+            return graphite.send(samples, self.graphite_address[0], self.graphite_address[1], self.timeout)
         except OSError as exc:
+            host, port = self.graphite_address
             raise StorageError(
-                f"cannot write to VictoriaMetrics Graphite listener {self.host}:{self.graphite_port}: {exc}; "
+                f"cannot write to VictoriaMetrics Graphite listener {host}:{port}: {exc}; "
                 "check that it runs with -graphiteListenAddr"
             ) from None
 

@@ -1,21 +1,24 @@
-"""Docker healthcheck of an Airflow job process (scheduler, dag-processor).
+"""Docker healthcheck of an Airflow process, without importing Airflow: the CLI
+costs ~150 MiB and seconds of CPU per check, inside the container's memory limit.
 
-Healthy when the job of this type running on this host heartbeated in the last
-THRESHOLD seconds, the test `airflow jobs check --local` makes, read from the
-metadata database without importing Airflow: the CLI costs ~150 MiB and seconds
-of CPU per check, inside the container's memory limit.
+SchedulerJob, DagProcessorJob: healthy when the job of this type running on this
+host heartbeated in the last THRESHOLD seconds, the test `airflow jobs check
+--local` makes, read from the metadata database.
 
-Usage: python healthcheck.py SchedulerJob|DagProcessorJob [THRESHOLD]
+EdgeWorker: healthy when the worker process of its pid file runs and the Edge API
+it polls (AIRFLOW__EDGE__API_URL) answers its health check.
+
+Usage: python healthcheck.py SchedulerJob|DagProcessorJob|EdgeWorker [THRESHOLD]
 """
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
+import urllib.request
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
-
-import MySQLdb
+from urllib.parse import unquote, urljoin, urlsplit
 
 CONN_FILE = Path("/run/secrets/sql_alchemy_conn")
 QUERY = (
@@ -24,7 +27,30 @@ QUERY = (
 )
 
 
+EDGE_PID_FILE = Path("/opt/airflow/airflow-edge-worker.pid")
+
+
+def edge_worker() -> int:
+    try:
+        os.kill(int(EDGE_PID_FILE.read_text().strip()), 0)
+    except (OSError, ValueError) as exc:
+        print(f"no Edge worker process ({EDGE_PID_FILE}: {exc})")
+        return 1
+    health = urljoin(os.environ["AIRFLOW__EDGE__API_URL"], "health")
+    try:
+        with urllib.request.urlopen(health, timeout=5) as response:  # noqa: S310 - URL of the config
+            response.read()
+    except OSError as exc:
+        print(f"the Edge API {health} does not answer: {exc}")
+        return 1
+    return 0
+
+
 def main(job_type: str, threshold: int) -> int:
+    if job_type == "EdgeWorker":
+        return edge_worker()
+    import MySQLdb  # here: the Edge worker has no database
+
     url = urlsplit(CONN_FILE.read_text().strip())
     db = MySQLdb.connect(
         host=url.hostname,
