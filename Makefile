@@ -135,16 +135,20 @@ test-e2e: deps ## Deploy the stack on this machine with Molecule (root), verify 
 .PHONY: test
 test: deps lint lint-ansible ## Everything: install what is missing (root), lint, then every test (deploys on this machine)
 	@mkdir -p .build
-	@echo "Two suites side by side; follow them in .build/test-e2e.log and .build/test-local.log"
+	@echo "Two suites side by side, then topology ha; follow them in .build/test-{e2e,local,ha}.log"
 	$(MAKE) --no-print-directory -j2 --output-sync=target suite-e2e suite-local
+	$(MAKE) --no-print-directory suite-ha
 
 # The deployed stack (Docker, Molecule) and everything else share no port or
 # server, so they run side by side; each writes its figures to .build/figures/.
-.PHONY: suite-e2e suite-local
+# Topology "ha" (seven hosts with their own Docker) takes both cores: it runs after.
+.PHONY: suite-e2e suite-local suite-ha
 suite-e2e:
 	FIGURES_NAME=e2e $(PYTEST) --durations=15 tests/e2e 2>&1 | tee .build/test-e2e.log
 suite-local:
-	FIGURES_NAME=local $(PYTEST) --durations=15 tests --ignore=tests/e2e 2>&1 | tee .build/test-local.log
+	FIGURES_NAME=local $(PYTEST) --durations=15 tests --ignore=tests/e2e --ignore=tests/ha 2>&1 | tee .build/test-local.log
+suite-ha:
+	FIGURES_NAME=ha $(PYTEST) --durations=15 tests/ha 2>&1 | tee .build/test-ha.log
 
 .PHONY: test-roles
 test-roles: $(VENV)/.installed $(INFRA)/.installed ## Role interfaces (argument specs, defaults, own variables only) and the scenario's ports
