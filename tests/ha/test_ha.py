@@ -12,11 +12,10 @@ import uuid
 import pytest
 
 from harness.airflow_api import AirflowAPI, trigger
+from harness.ha import HA, HOSTS, WORKERS, recap
 from harness.replication import Reads, expected, get, points, write
 from harness.services import wait_until
 from harness.settings import RATE_DAG, RATE_SERIES, SLOT
-
-from .conftest import HA, HOSTS, WORKERS, recap
 
 USER = "stack"  # stack_victoriametrics_username, stack_alertmanager_username
 

@@ -14,8 +14,10 @@ from harness.services import wait_until
 from harness.settings import LABEL, REPO, SECRETS, secret
 
 
-def docker(*args: str) -> str:
-    return subprocess.run(["docker", *args], check=True, capture_output=True, text=True).stdout
+def docker(*args: str, timeout: float | None = None, stdin: object = None) -> str:
+    """The docker CLI's output; a failure raises CalledProcessError."""
+    done = subprocess.run(["docker", *args], check=True, capture_output=True, text=True, timeout=timeout, stdin=stdin)
+    return done.stdout
 
 
 def mysql_root(*args: str, secrets: Path = SECRETS) -> str:
