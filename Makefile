@@ -158,6 +158,10 @@ test-roles: $(VENV)/.installed $(INFRA)/.installed ## Role interfaces (argument 
 bench: $(VENV)/.installed $(INFRA)/.installed ## Measure the deployed stack (memory, freshness, parse, converge, backfill, query); writes bench/results.json
 	PYTHONPATH=dags:tests $(BIN)/python bench/run.py $(BENCH_ARGS)
 
+.PHONY: bench-ha
+bench-ha: deps ## Topology "ha" on its seven host containers: throughput with two worker hosts, then one; adds to bench/results.json
+	PYTHONPATH=dags:tests $(BIN)/python bench/run.py --only workers
+
 .PHONY: up
 up: $(INFRA)/.installed ## Deploy the stack on this machine (README: Quick start)
 	$(ANSIBLE) -i $(LOCAL_INVENTORY) site.yml $(ANSIBLE_ARGS)

@@ -23,6 +23,7 @@ import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import workers
 import year
 
 from btc_usd.backfill import backfill_pair
@@ -115,21 +116,10 @@ def visible_since(slot: int, secrets: Path) -> set[tuple[str, str]]:
     return {(series["metric"]["base"], series["metric"]["quote"]) for series in found}
 
 
-def set_variable(api: AirflowAPI, key: str, value: str | None) -> None:
-    """Set an Airflow Variable in the metadata database (None: delete it)."""
-    try:
-        api.request("DELETE", f"/api/v2/variables/{key}")
-    except urllib.error.HTTPError as exc:
-        if exc.code != 404:
-            raise
-    if value is not None:
-        api.request("POST", "/api/v2/variables", {"key": key, "value": value})
-
-
 def one_load(api: AirflowAPI, count: int, secrets: Path) -> dict[str, object]:
     """A triggered run of the rate DAG for ``count`` synthetic pairs (Coinbase, then Kraken,
     both fakes): each pair's delay from the run's logical date until a query returns it."""
-    set_variable(api, "exchange_rate_pairs", json.dumps(synthetic_pairs(count)))
+    api.set_variable("exchange_rate_pairs", json.dumps(synthetic_pairs(count)))
     quiet_window(api, 180)
     slot = int(time.time())
     run_id = trigger(api, slot)
@@ -180,7 +170,7 @@ def pairs_per_slot(api: AirflowAPI, secrets: Path) -> dict[str, object]:
     are removed afterwards, and so are the synthetic series, so the stack goes back to
     its own settings and history."""
     api.request("PATCH", f"/api/v2/dags/{RATE_DAG}", {"is_paused": False})
-    set_variable(api, "exchange_rate_sources", '["coinbase", "kraken"]')
+    api.set_variable("exchange_rate_sources", '["coinbase", "kraken"]')
     loads, best = [], 0
     try:
         for count in PAIR_LOADS:
@@ -193,7 +183,7 @@ def pairs_per_slot(api: AirflowAPI, secrets: Path) -> dict[str, object]:
             best = count
     finally:
         for key in ("exchange_rate_sources", "exchange_rate_pairs"):
-            set_variable(api, key, None)
+            api.set_variable(key, None)
         query = urllib.parse.urlencode(
             {"match[]": '{base=~"S[0-9]{4}"}', "authKey": secret("victoriametrics_admin_key", secrets)}
         )
@@ -266,6 +256,8 @@ def save(results: dict[str, object]) -> None:
 
 
 STEPS = ("converge", "memory", "parse", "backfill", "freshness", "year", "pairs")
+# Not a step of the deployed stack: it deploys topology "ha" on host containers of its own.
+HA_STEPS = ("workers",)
 
 
 def main() -> None:
@@ -273,7 +265,7 @@ def main() -> None:
     parser.add_argument("--slots", type=int, default=int(os.environ.get("BENCH_SLOTS", "3")))
     parser.add_argument("--fakes", action="store_true", help="serve the fake rate APIs on 18081-18084")
     parser.add_argument("--converge", choices=["molecule", "local"], default=None)
-    parser.add_argument("--only", nargs="+", choices=STEPS, default=STEPS, help="measure only these steps")
+    parser.add_argument("--only", nargs="+", choices=STEPS + HA_STEPS, default=STEPS, help="measure only these steps")
     args = parser.parse_args()
     steps = set(args.only)
     how = args.converge or ("molecule" if SECRETS.is_dir() else "local")
@@ -282,6 +274,11 @@ def main() -> None:
     # Figures this run does not measure (the before/after record of `speed`) are kept.
     results: dict[str, object] = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     results["measured_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    if "workers" in steps:
+        print(f"topology ha: {workers.LOAD_PAIRS} pairs with 2 worker hosts, then 1 ...", flush=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            results |= workers.measure(Path(tmp))
+        save(results)
     if "converge" in steps:
         print("converge (idempotent) ...", flush=True)
         results["converge_idempotent_s"] = median([converge(how) for _ in range(2)])
@@ -308,7 +305,12 @@ def main() -> None:
         [FakeRateAPI(n, host=everywhere, port=p, delay=0).start() for n, p in FAKE_PORTS.items()] if args.fakes else []
     )
     try:
-        api = AirflowAPI("admin", secret("airflow_admin_password", secrets), base_url=base_url).login()
+        needs_api = steps & {"pairs", "freshness", "year"}
+        api = (
+            AirflowAPI("admin", secret("airflow_admin_password", secrets), base_url=base_url).login()
+            if needs_api
+            else None
+        )
         if "pairs" in steps and not args.fakes:
             print("pairs per slot: skipped, it needs --fakes (the synthetic pairs exist only there)", flush=True)
         elif "pairs" in steps:

@@ -8,9 +8,11 @@ import json
 import time
 import urllib.parse
 import uuid
+from datetime import datetime
 
 import pytest
 
+from fakes.rate_apis import synthetic_pairs
 from harness.airflow_api import AirflowAPI, trigger
 from harness.ha import HA, HOSTS, WORKERS, recap
 from harness.replication import Reads, expected, get, points, write
@@ -90,6 +92,49 @@ def stored_on_each_tsdb_host(ha: HA, slot: int) -> dict[str, int]:
         host: sum(len(json.loads(line)["timestamps"]) for line in get(f"http://{ha.address(host)}:8428/api/v1/export?{query}", vm_auth(ha)).splitlines())
         for host in ("tsdb-1", "tsdb-2")
     }  # fmt: skip
+
+
+def most_at_once(tasks: list[dict]) -> int:
+    """The most of ``tasks`` (task instances) that were running at the same moment."""
+    edges = [(datetime.fromisoformat(t["start_date"]), 1) for t in tasks]
+    edges += [(datetime.fromisoformat(t["end_date"]), -1) for t in tasks]
+    running, most = 0, 0
+    for _moment, step in sorted(edges):  # an end sorts before a start at the same moment
+        running += step
+        most = max(most, running)
+    return most
+
+
+def test_a_run_uses_the_slots_of_every_worker_host(ha: HA, figures):
+    """A run with more batches than one Edge worker has slots (airflow_edge_worker_concurrency,
+    2) runs more of them at once than one worker can: the control tier queues enough for all
+    (AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG) and both worker hosts take them. The Kraken fake
+    answers after 3 s, so each task runs long enough to overlap the others."""
+    api = ha.airflow()
+    api.set_paused(RATE_DAG, False)
+    slot = int(time.time()) // SLOT * SLOT - 8 * SLOT
+    settings = {
+        "exchange_rate_pairs": json.dumps(synthetic_pairs(8)),
+        "exchange_rate_batch_size": "1",
+        "exchange_rate_sources": '["kraken"]',
+    }
+    kraken = ha.fakes["kraken"]
+    try:
+        for key, value in settings.items():
+            api.set_variable(key, value)
+        kraken.mode, kraken.delay = "slow", 3.0
+        run_id = trigger(api, slot)
+        assert api.wait_for_run(RATE_DAG, run_id, timeout=300)["state"] == "success"
+    finally:
+        kraken.mode, kraken.delay = "ok", 0.0
+        for key in settings:
+            api.set_variable(key, None)
+    path = f"/api/v2/dags/{RATE_DAG}/dagRuns/{urllib.parse.quote(run_id)}/taskInstances"
+    records = [t for t in api.request("GET", path)["task_instances"] if t["task_id"] == "record"]
+    assert len(records) == 8, records
+    figures["ha_record_tasks_at_once"] = most_at_once(records)
+    assert most_at_once(records) > 2, [(t["hostname"], t["start_date"], t["end_date"]) for t in records]
+    assert {t["hostname"] for t in records} == set(WORKERS)
 
 
 def test_runs_execute_on_the_worker_hosts_and_fail_over(ha: HA, figures):

@@ -55,6 +55,16 @@ class AirflowAPI:
         dag = self.request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": paused})
         assert dag["is_paused"] is paused, dag
 
+    def set_variable(self, key: str, value: str | None) -> None:
+        """Set an Airflow Variable in the metadata database (None: delete it)."""
+        try:
+            self.request("DELETE", f"/api/v2/variables/{key}")
+        except urllib.error.HTTPError as exc:
+            if exc.code != 404:
+                raise
+        if value is not None:
+            self.request("POST", "/api/v2/variables", {"key": key, "value": value})
+
     def wait_for_run(self, dag_id: str, run_id: str, timeout: float) -> dict:
         deadline = time.monotonic() + timeout
         while True:
