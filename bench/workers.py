@@ -16,10 +16,9 @@ from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
-from fakes.rate_apis import FakeRateAPI, synthetic_pairs
+from fakes.rate_apis import synthetic_pairs
 from harness.airflow_api import AirflowAPI, trigger
 from harness.ha import HA, WORKERS, topology
-from harness.replication import get
 from harness.services import wait_until
 from harness.settings import RATE_DAG
 
@@ -34,16 +33,6 @@ SYNTHETIC = 'exchange_rate{base=~"S[0-9]{4}"}'
 def active_runs(api: AirflowAPI) -> list[str]:
     runs = api.request("GET", f"/api/v2/dags/{RATE_DAG}/dagRuns?limit=20&order_by=-run_after")["dag_runs"]
     return [run["dag_run_id"] for run in runs if run["state"] in ("queued", "running")]
-
-
-def stored(ha: HA, slot: int) -> dict[str, int]:
-    """How many synthetic pairs each time-series host holds a point of at ``slot``."""
-    query = urllib.parse.urlencode({"match[]": SYNTHETIC, "start": slot - 1, "end": slot + 1})
-    auth = ("stack", ha.secret("victoriametrics_http_password"))
-    return {
-        host: len(get(f"http://{ha.address(host)}:8428/api/v1/export?{query}", auth, timeout=30).splitlines())
-        for host in ("tsdb-1", "tsdb-2")
-    }
 
 
 def one_run(ha: HA, api: AirflowAPI) -> dict[str, object]:
@@ -62,7 +51,7 @@ def one_run(ha: HA, api: AirflowAPI) -> dict[str, object]:
     last = max(datetime.fromisoformat(ti["end_date"]) for ti in done)
     phase = (last - first).total_seconds()
     time.sleep(5)  # vmagent's flush to both hosts
-    recorded = stored(ha, slot)
+    recorded = ha.stored(SYNTHETIC, slot)
     return {
         "run_state": run["state"],
         "trigger_to_done_s": round(took, 1),
@@ -90,7 +79,7 @@ def measure(tmp: Path) -> dict[str, object]:
             if hosts < len(WORKERS):
                 lose_all_but(ha, hosts)
             for latency in LATENCIES_S:
-                answer_after(ha.fakes["kraken"], latency)
+                ha.fakes["kraken"].answer_after(latency)
                 name = f"{hosts}_worker_hosts_latency_{latency:g}_s"
                 print(f"  {name} ...", flush=True)
                 runs[name] = one_run(ha, api.login())
@@ -106,7 +95,3 @@ def measure(tmp: Path) -> dict[str, object]:
 def lose_all_but(ha: HA, count: int) -> None:
     for name in WORKERS[count:]:
         ha.lose(name, "shutdown")
-
-
-def answer_after(fake: FakeRateAPI, seconds: float) -> None:
-    fake.mode, fake.delay = ("slow", seconds) if seconds else ("ok", 0.0)

@@ -123,6 +123,10 @@ class FakeRateAPI:
         self.server.shutdown()
         self.server.server_close()
 
+    def answer_after(self, seconds: float) -> None:
+        """Answer every request ``seconds`` late (mode "slow"); 0: at once (mode "ok")."""
+        self.mode, self.delay = ("slow", seconds) if seconds else ("ok", 0.0)
+
     def connection(self, password: str | None = None) -> str:
         """The Airflow connection (JSON form) that points at this fake."""
         conn = {"conn_type": "http", "host": "127.0.0.1", "port": self.port, "schema": "http"}

@@ -14,16 +14,10 @@ import pytest
 
 from fakes.rate_apis import synthetic_pairs
 from harness.airflow_api import AirflowAPI, trigger
-from harness.ha import HA, HOSTS, WORKERS, recap
+from harness.ha import HA, HOSTS, USER, WORKERS, recap
 from harness.replication import Reads, expected, get, points, write
 from harness.services import wait_until
 from harness.settings import RATE_DAG, RATE_SERIES, SLOT
-
-USER = "stack"  # stack_victoriametrics_username, stack_alertmanager_username
-
-
-def vm_auth(ha: HA) -> tuple[str, str]:
-    return (USER, ha.secret("victoriametrics_http_password"))
 
 
 def test_a_second_run_changes_nothing(ha: HA, figures):
@@ -52,7 +46,7 @@ def test_every_target_a_tsdb_host_scrapes_is_up(ha: HA, host):
     url = f"http://{ha.address(host)}:8428/api/v1/query?query=up"
 
     def targets() -> dict[str, str] | None:
-        found = {r["metric"]["job"]: r["value"][1] for r in json.loads(get(url, vm_auth(ha)))["data"]["result"]}
+        found = {r["metric"]["job"]: r["value"][1] for r in json.loads(get(url, ha.vm_auth()))["data"]["result"]}
         return found if {"victoriametrics", "vmalert", "alertmanager"} <= found.keys() else None
 
     assert wait_until(targets, 120, f"{host}'s scrapes") == {
@@ -85,15 +79,6 @@ def run_and_locate(api: AirflowAPI, slot: int) -> dict[str, str]:
     return {f"{t['task_id']}[{t['map_index']}]": t["hostname"] for t in tasks}
 
 
-def stored_on_each_tsdb_host(ha: HA, slot: int) -> dict[str, int]:
-    """How many points of the rate series each time-series host holds at ``slot``."""
-    query = urllib.parse.urlencode({"match[]": RATE_SERIES, "start": slot - 1, "end": slot + 1})
-    return {
-        host: sum(len(json.loads(line)["timestamps"]) for line in get(f"http://{ha.address(host)}:8428/api/v1/export?{query}", vm_auth(ha)).splitlines())
-        for host in ("tsdb-1", "tsdb-2")
-    }  # fmt: skip
-
-
 def most_at_once(tasks: list[dict]) -> int:
     """The most of ``tasks`` (task instances) that were running at the same moment."""
     edges = [(datetime.fromisoformat(t["start_date"]), 1) for t in tasks]
@@ -122,11 +107,11 @@ def test_a_run_uses_the_slots_of_every_worker_host(ha: HA, figures):
     try:
         for key, value in settings.items():
             api.set_variable(key, value)
-        kraken.mode, kraken.delay = "slow", 3.0
+        kraken.answer_after(3.0)
         run_id = trigger(api, slot)
         assert api.wait_for_run(RATE_DAG, run_id, timeout=300)["state"] == "success"
     finally:
-        kraken.mode, kraken.delay = "ok", 0.0
+        kraken.answer_after(0)
         for key in settings:
             api.set_variable(key, None)
     path = f"/api/v2/dags/{RATE_DAG}/dagRuns/{urllib.parse.quote(run_id)}/taskInstances"
@@ -148,7 +133,7 @@ def test_runs_execute_on_the_worker_hosts_and_fail_over(ha: HA, figures):
     first = run_and_locate(api, now - SLOT)
     figures["ha_run_on_workers_s"] = round(time.monotonic() - started, 1)
     assert set(first.values()) <= set(WORKERS), first
-    wait_until(lambda: set(stored_on_each_tsdb_host(ha, now - SLOT).values()) == {1}, 60, "the point on both hosts")
+    wait_until(lambda: set(ha.stored(RATE_SERIES, now - SLOT).values()) == {1}, 60, "the point on both hosts")
 
     busiest = max(WORKERS, key=list(first.values()).count)
     (other,) = set(WORKERS) - {busiest}
@@ -175,7 +160,7 @@ def test_with_a_control_host_shut_down_the_other_schedules_and_serves_the_worker
         ran_on = run_and_locate(api, slot)
         figures["ha_run_after_control_lost_s"] = round(time.monotonic() - lost, 1)
         assert set(ran_on.values()) <= set(WORKERS), ran_on
-        wait_until(lambda: set(stored_on_each_tsdb_host(ha, slot).values()) == {1}, 60, "the point on both hosts")
+        wait_until(lambda: set(ha.stored(RATE_SERIES, slot).values()) == {1}, 60, "the point on both hosts")
     finally:
         ha.bring_back("control-1", "shutdown")
         ha.wait_healthy("control-1")
@@ -186,7 +171,7 @@ def test_a_lost_tsdb_host_loses_no_point_and_reads_go_on(ha: HA, figures, fault)
     """tsdb-1 shuts down as a VM does (its VictoriaMetrics refuses connections, then the
     host is gone), or is cut off the network (connections time out); the worker's vmagent
     queues the writes for it and vmauth reads from tsdb-2; when tsdb-1 is back, its gap is filled."""
-    run, auth = uuid.uuid4().hex[:12], vm_auth(ha)
+    run, auth = uuid.uuid4().hex[:12], ha.vm_auth()
     graphite, read_url = (ha.address("worker-1"), 2003), f"http://{ha.address('worker-1')}:8427"
     nodes = {host: f"http://{ha.address(host)}:8428" for host in ("tsdb-1", "tsdb-2")}
     write(graphite, run, range(20))

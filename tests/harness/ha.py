@@ -10,10 +10,12 @@ Used by tests/ha and by `make bench-ha`.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +26,7 @@ from fakes.rate_apis import FakeRateAPI
 from fakes.sinks import WebhookSink
 from harness.airflow_api import AirflowAPI
 from harness.docker import docker
+from harness.replication import get
 from harness.services import REPO, wait_until
 from harness.settings import INFRA_BIN
 
@@ -45,6 +48,8 @@ HOSTS = {
     "worker-2": ("btc_usd_workers", "172.30.90.22", [VM_IMAGE, AIRFLOW_IMAGE]),
 }
 WORKERS = [name for name, spec in HOSTS.items() if spec[0] == "btc_usd_workers"]
+TSDB_HOSTS = [name for name, spec in HOSTS.items() if spec[0] == "btc_usd_tsdb"]
+USER = "stack"  # stack_victoriametrics_username, stack_alertmanager_username
 CAPABILITIES = ["--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE", "--cgroupns", "private"]
 UNCONFINED = ["--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined"]
 WEBHOOK_PORT = 18190
@@ -90,6 +95,18 @@ class HA:
 
     def secret(self, name: str) -> str:
         return (self.secrets / name).read_text().strip()
+
+    def vm_auth(self) -> tuple[str, str]:
+        """Basic auth of VictoriaMetrics and vmauth on every host."""
+        return (USER, self.secret("victoriametrics_http_password"))
+
+    def stored(self, series: str, slot: int) -> dict[str, int]:
+        """How many points of ``series`` (a selector) each time-series host holds at ``slot``."""
+        query = urllib.parse.urlencode({"match[]": series, "start": slot - 1, "end": slot + 1})
+        return {
+            host: sum(len(json.loads(line)["timestamps"]) for line in get(f"http://{self.address(host)}:8428/api/v1/export?{query}", self.vm_auth(), timeout=30).splitlines())
+            for host in TSDB_HOSTS
+        }  # fmt: skip
 
     def airflow(self, host: str = "control-1") -> AirflowAPI:
         """Airflow's REST API on a control host's API server, as the Admin user."""
