@@ -16,7 +16,7 @@ import pytest
 
 from harness.airflow_api import AirflowAPI
 from harness.docker import container_ip, docker, inspect, mysql_root, stack_containers
-from harness.settings import BASE_URL, CA_FILE, RATE_DAG, SECRETS, VM_USER, secret
+from harness.settings import BASE_URL, CA_FILE, LABEL, RATE_DAG, SECRETS, VM_USER, secret
 from harness.vm import vm_open
 
 AIRFLOW_CONTAINERS = ["airflow-scheduler", "airflow-api-server", "airflow-dag-processor"]
@@ -355,7 +355,7 @@ STARTS_AS_ROOT = {"mysql"}
 
 
 def test_every_container_runs_with_least_privilege(stack) -> None:
-    names = docker("ps", "--format", "{{.Names}}").split()
+    names = docker("ps", "--filter", f"label={LABEL}", "--format", "{{.Names}}").split()  # not tests/ha's hosts
     assert len(names) >= 10
     for name in names:
         config = json.loads(docker("inspect", name))[0]
@@ -391,7 +391,7 @@ def test_docker_inspect_shows_no_secret(stack) -> None:
     known["s3_secret_access_key"] = "moto-e2e"  # noqa: S105 - molecule.yml's value, looked for
     assert len(known) >= 11
     leaks = []
-    for name in docker("ps", "-a", "--format", "{{.Names}}").split():
+    for name in stack_containers():
         config = json.loads(docker("inspect", name))[0]
         text = json.dumps(config)
         leaks += [f"{name}: {secret}" for secret, value in known.items() if value in text]

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from harness.services import wait_until
@@ -108,9 +111,43 @@ def wait_healthy(names: list[str], timeout: float) -> None:
         time.sleep(2)
 
 
+# Held shared while containers that must not see a daemon restart run (tests/ha's
+# hosts), exclusively while this machine's daemon restarts: the suites run side by side.
+DAEMON_LOCK = Path("/tmp/btc-usd-stack-dockerd.lock")  # one per machine, like the daemon
+
+
+@contextmanager
+def docker_daemon_lock(*, exclusive: bool, timeout: float) -> Iterator[None]:
+    """Hold DAEMON_LOCK; waits at most ``timeout`` seconds for the other holders."""
+    with DAEMON_LOCK.open("a") as lock:
+        mode = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(lock, mode)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"{DAEMON_LOCK} stayed locked for {timeout:.0f} s: another test holds this machine's Docker "
+                        "daemon (tests/ha's hosts, or its restart drill); wait for it or stop it"
+                    ) from None
+                time.sleep(2)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def restart_docker_daemon() -> None:
     """Restart the Docker daemon as a reboot would: it stops every container, and
-    their restart policies bring them back when it starts again."""
+    their restart policies bring them back when it starts again. Waits while tests/ha's
+    hosts run on this daemon (DAEMON_LOCK)."""
+    with docker_daemon_lock(exclusive=True, timeout=1800):
+        _restart_docker_daemon()
+
+
+def _restart_docker_daemon() -> None:
     if Path("/run/systemd/system").is_dir():
         subprocess.run(["systemctl", "restart", "docker"], check=True)
         return

@@ -25,7 +25,7 @@ import yaml
 from fakes.rate_apis import FakeRateAPI
 from fakes.sinks import WebhookSink
 from harness.airflow_api import AirflowAPI
-from harness.docker import docker
+from harness.docker import docker, docker_daemon_lock
 from harness.replication import get
 from harness.services import REPO, wait_until
 from harness.settings import INFRA_BIN
@@ -212,7 +212,13 @@ def load_images(name: str, images: list[str], errors: list[str]) -> None:
 @contextlib.contextmanager
 def topology(base: Path) -> Iterator[HA]:
     """The seven hosts, deployed by ansible/ha.yml, in ``base``; removed on exit (unless
-    KEEP_HA=1). The rate APIs' fakes and the webhook sink serve on the gateway meanwhile."""
+    KEEP_HA=1). The rate APIs' fakes and the webhook sink serve on the gateway meanwhile.
+    This machine's Docker daemon is not restarted while they live (tests/e2e's drill waits)."""
+    with docker_daemon_lock(exclusive=False, timeout=600):
+        yield from _deploy(base)
+
+
+def _deploy(base: Path) -> Iterator[HA]:
     started = time.monotonic()
     images = run_playbook([str(HERE / "images.yml")], base / "images.log", timeout=1200)
     assert images.returncode == 0, f"building the images failed; see {base / 'images.log'}"
