@@ -4,9 +4,14 @@ two worker hosts."""
 
 from __future__ import annotations
 
+import http.client
 import json
+import socket
+import ssl
 import time
+import urllib.error
 import urllib.parse
+import urllib.request
 import uuid
 from datetime import datetime
 
@@ -14,7 +19,7 @@ import pytest
 
 from fakes.rate_apis import synthetic_pairs
 from harness.airflow_api import AirflowAPI, trigger
-from harness.ha import HA, HOSTS, USER, WORKERS, recap
+from harness.ha import HA, HOSTS, INTERNAL_NAME, USER, WORKERS, recap
 from harness.replication import Reads, expected, get, points, write
 from harness.services import wait_until
 from harness.settings import RATE_DAG, RATE_SERIES, SLOT
@@ -28,6 +33,47 @@ def test_a_second_run_changes_nothing(ha: HA, figures):
     changed = {host: counts["changed"] for host, counts in recap(result.stdout).items()}
     assert set(changed) == set(HOSTS)
     assert set(changed.values()) == {0}, changed
+
+
+def fetch(url: str, context: ssl.SSLContext) -> tuple[int, bytes]:
+    """Status and body of a GET, an error status included."""
+    try:
+        with urllib.request.urlopen(url, timeout=30, context=context) as reply:  # noqa: S310 - the test's own hosts
+            return reply.status, reply.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def fetch_internal(address: str, path: str, context: ssl.SSLContext, name: str = INTERNAL_NAME) -> tuple[int, bytes]:
+    """A GET on a control host's internal listener, asking for ``name`` as the workers' vmauth does."""
+    with (
+        socket.create_connection((address, 8443), timeout=30) as raw,
+        context.wrap_socket(raw, server_hostname=name) as tls,
+    ):
+        tls.sendall(f"GET {path} HTTP/1.1\r\nHost: {address}:8443\r\nConnection: close\r\n\r\n".encode())
+        reply = http.client.HTTPResponse(tls)
+        reply.begin()
+        return reply.status, reply.read()
+
+
+def test_the_workers_reach_the_api_servers_over_tls_and_nothing_else_does(ha: HA):
+    """Airflow's API server is published on no control host; the proxy's internal listener
+    serves the Edge workers' paths with a certificate of the deployment's CA, and nothing
+    else; the public site refuses those paths and keeps its own certificate."""
+    address = ha.address("control-1")
+    with pytest.raises((ConnectionRefusedError, TimeoutError)):  # refused, or dropped by the firewall
+        socket.create_connection((address, 8080), timeout=5).close()
+    internal = ssl.create_default_context(cafile=ha.tier_ca)
+    assert fetch_internal(address, "/airflow/execution/health", internal) == (200, b'{"status":"healthy"}')
+    for path in ["/airflow/api/v2/monitor/health", "/airflow/", "/airflow/auth/token"]:
+        assert fetch_internal(address, path, internal)[0] == 404, path
+    with pytest.raises(ssl.SSLCertVerificationError):  # only the deployment's CA signs it, for that name only
+        fetch_internal(address, "/airflow/execution/health", ssl.create_default_context())
+    with pytest.raises(ssl.SSLCertVerificationError):
+        fetch_internal(address, "/airflow/execution/health", internal, name="control-1")
+    public = ssl.create_default_context(cafile=ha.proxy_ca("control-1"))
+    assert fetch(f"https://{address}/airflow/api/v2/monitor/health", public)[0] == 200
+    assert fetch(f"https://{address}/airflow/execution/health", public)[0] == 404
 
 
 @pytest.mark.parametrize("host", ["tsdb-1", "tsdb-2"])

@@ -37,16 +37,19 @@ HOST_IMAGE = "btc-usd-ha/host:bookworm"
 BASE_IMAGE = "btc-usd-stack/debian:bookworm"
 VM_IMAGE, AM_IMAGE = "btc-usd-stack/victoriametrics:1.112", "btc-usd-stack/alertmanager:0.25"
 AIRFLOW_IMAGE, MYSQL_IMAGE = "btc-usd-stack/airflow:3.3.2", "btc-usd-stack/mysql:9.7"
+CADDY_IMAGE = "btc-usd-stack/caddy:2.6"
 # name -> (inventory group, address, images it runs)
 HOSTS = {
     "db-1": ("btc_usd_db", "172.30.90.41", [MYSQL_IMAGE]),
-    "control-1": ("btc_usd_control", "172.30.90.31", [AIRFLOW_IMAGE]),
-    "control-2": ("btc_usd_control", "172.30.90.32", [AIRFLOW_IMAGE]),
+    "control-1": ("btc_usd_control", "172.30.90.31", [AIRFLOW_IMAGE, CADDY_IMAGE]),
+    "control-2": ("btc_usd_control", "172.30.90.32", [AIRFLOW_IMAGE, CADDY_IMAGE]),
     "tsdb-1": ("btc_usd_tsdb", "172.30.90.11", [VM_IMAGE, AM_IMAGE]),
     "tsdb-2": ("btc_usd_tsdb", "172.30.90.12", [VM_IMAGE, AM_IMAGE]),
     "worker-1": ("btc_usd_workers", "172.30.90.21", [VM_IMAGE, AIRFLOW_IMAGE]),
     "worker-2": ("btc_usd_workers", "172.30.90.22", [VM_IMAGE, AIRFLOW_IMAGE]),
 }
+PROXY_ROOT = "/srv/btc-usd-stack/proxy/data/caddy/pki/authorities/local/root.crt"
+INTERNAL_NAME = "control.btc-usd-stack.internal"  # stack_control_internal_name
 WORKERS = [name for name, spec in HOSTS.items() if spec[0] == "btc_usd_workers"]
 TSDB_HOSTS = [name for name, spec in HOSTS.items() if spec[0] == "btc_usd_tsdb"]
 USER = "stack"  # stack_victoriametrics_username, stack_alertmanager_username
@@ -109,9 +112,23 @@ class HA:
         }  # fmt: skip
 
     def airflow(self, host: str = "control-1") -> AirflowAPI:
-        """Airflow's REST API on a control host's API server, as the Admin user."""
-        api = AirflowAPI("admin", self.secret("airflow_admin_password"), f"http://{self.address(host)}:8080")
+        """Airflow's REST API behind a control host's proxy, as the Admin user."""
+        api = AirflowAPI(
+            "admin", self.secret("airflow_admin_password"), f"https://{self.address(host)}", self.proxy_ca(host)
+        )
         return api.login()
+
+    def proxy_ca(self, host: str) -> str:
+        """The root of the CA that signs the certificate of ``host``'s proxy (Caddy's own)."""
+        path = self.base / f"{host}-proxy-root.crt"
+        if not path.exists():
+            path.write_text(docker("exec", container(host), "cat", PROXY_ROOT, timeout=60))
+        return str(path)
+
+    @property
+    def tier_ca(self) -> str:
+        """The deployment's CA, which signs the control hosts' internal listeners (stack_tls_dir)."""
+        return str(self.secrets / "tls" / "ca.crt")
 
     def wait_healthy(self, name: str, timeout: float = 300) -> None:
         """Until every container of host ``name`` reports healthy (or has no healthcheck)."""
