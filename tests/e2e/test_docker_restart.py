@@ -1,6 +1,6 @@
 """A restart of the Docker daemon, as a reboot does: every container comes back,
-the history is kept and the next run succeeds. It runs early in tests/e2e: while
-tests/ha's hosts live on this daemon, it waits for them (harness.docker.DAEMON_LOCK)."""
+the history is kept and the next run succeeds. While tests/ha's hosts live on this
+daemon, it waits for them (harness.docker.DAEMON_LOCK)."""
 
 from __future__ import annotations
 
