@@ -8,6 +8,7 @@ import shutil
 import pytest
 from playwright.sync_api import sync_playwright
 
+from harness.docker import docker_daemon_lock
 from harness.settings import BASE_URL, REPO, secret
 
 ARTIFACTS = REPO / ".build" / "artifacts"
@@ -16,7 +17,9 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 @pytest.fixture(scope="module")
 def page(recorded_slot):
-    with sync_playwright() as p:
+    # tests/ha's hosts coming and going change this machine's network, and Chromium
+    # aborts a page on that (net::ERR_NETWORK_CHANGED): not while they live.
+    with docker_daemon_lock(exclusive=True, timeout=1800), sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
         context = browser.new_context(ignore_https_errors=True, viewport={"width": 1400, "height": 900})
         yield context.new_page()

@@ -111,8 +111,8 @@ def wait_healthy(names: list[str], timeout: float) -> None:
         time.sleep(2)
 
 
-# Held shared while containers that must not see a daemon restart run (tests/ha's
-# hosts), exclusively while this machine's daemon restarts: the suites run side by side.
+# Held shared while tests/ha's hosts live on this machine's daemon and network, and
+# exclusively by what they would upset: a restart of the daemon, Chromium's pages.
 DAEMON_LOCK = Path("/tmp/btc-usd-stack-dockerd.lock")  # one per machine, like the daemon
 
 
