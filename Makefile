@@ -135,16 +135,18 @@ test-e2e: deps ## Deploy the stack on this machine with Molecule (root), verify 
 .PHONY: test
 test: deps lint lint-ansible ## Everything: install what is missing (root), lint, then every test (deploys on this machine)
 	@mkdir -p .build
-	@echo "Two suites side by side, then topology ha; follow them in .build/test-{e2e,local,ha}.log"
-	$(MAKE) --no-print-directory -j2 --output-sync=target suite-e2e suite-local
-	$(MAKE) --no-print-directory suite-ha
+	@echo "tests/e2e beside the rest, then topology ha; follow them in .build/test-{e2e,local,ha}.log"
+	$(MAKE) --no-print-directory -j2 --output-sync=target suite-e2e suite-local-then-ha
 
 # The deployed stack (Docker, Molecule) and everything else share no port or
 # server, so they run side by side; each writes its figures to .build/figures/.
-# Topology "ha" runs after them: its hosts come and go on this machine's network,
-# which Chromium in tests/e2e/test_ui.py takes for a network change and aborts a page
-# (net::ERR_NETWORK_CHANGED), and the e2e Docker restart drill waits for its hosts.
-.PHONY: suite-e2e suite-local suite-ha
+# Topology "ha" follows the local suite, beside tests/e2e: its hosts hold a lock
+# (harness.docker.DAEMON_LOCK) for which the e2e Docker restart drill and Chromium's
+# pages wait (hosts coming and going change the network, and Chromium aborts a page).
+.PHONY: suite-e2e suite-local suite-ha suite-local-then-ha
+suite-local-then-ha:
+	$(MAKE) --no-print-directory suite-local
+	$(MAKE) --no-print-directory suite-ha
 suite-e2e:
 	FIGURES_NAME=e2e $(PYTEST) --durations=15 tests/e2e 2>&1 | tee .build/test-e2e.log
 suite-local:
