@@ -144,23 +144,19 @@ def restart_docker_daemon() -> None:
     their restart policies bring them back when it starts again. Waits while tests/ha's
     hosts run on this daemon (DAEMON_LOCK)."""
     with docker_daemon_lock(exclusive=True, timeout=1800):
-        _restart_docker_daemon()
+        if Path("/run/systemd/system").is_dir():
+            subprocess.run(["systemctl", "restart", "docker"], check=True)
+            return
+        # This machine's daemon by its pid file: `pidof` also finds the daemons of tests/ha's hosts.
+        pid = int(Path("/var/run/docker.pid").read_text())
+        os.kill(pid, signal.SIGTERM)
 
+        def stopped() -> bool:  # gone, or a zombie nobody reaps (no init system)
+            try:
+                return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+            except FileNotFoundError:
+                return True
 
-def _restart_docker_daemon() -> None:
-    if Path("/run/systemd/system").is_dir():
-        subprocess.run(["systemctl", "restart", "docker"], check=True)
-        return
-    # This machine's daemon by its pid file: `pidof` also finds the daemons of tests/ha's hosts.
-    pid = int(Path("/var/run/docker.pid").read_text())
-    os.kill(pid, signal.SIGTERM)
-
-    def stopped() -> bool:  # gone, or a zombie nobody reaps (no init system)
-        try:
-            return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
-        except FileNotFoundError:
-            return True
-
-    wait_until(stopped, 120, "dockerd to stop", interval=0.5)
-    # Started the same way as on a fresh machine (make deps-docker).
-    subprocess.run(["make", "-s", "-C", str(REPO), "deps-docker"], check=True)
+        wait_until(stopped, 120, "dockerd to stop", interval=0.5)
+        # Started the same way as on a fresh machine (make deps-docker).
+        subprocess.run(["make", "-s", "-C", str(REPO), "deps-docker"], check=True)
