@@ -18,7 +18,7 @@ from datetime import datetime
 import pytest
 
 from fakes.rate_apis import synthetic_pairs
-from harness.airflow_api import AirflowAPI, trigger
+from harness.airflow_api import AirflowAPI, run_slots, trigger
 from harness.ha import HA, HOSTS, INTERNAL_NAME, USER, WORKERS, recap
 from harness.replication import Reads, expected, get, points, write
 from harness.services import wait_until
@@ -114,6 +114,16 @@ def test_an_alert_from_both_vmalerts_is_delivered_once(ha: HA):
     assert watchdogs[0]["labels"]["stack"] == "btc-usd-stack"
 
 
+def older_free_slots(api: AirflowAPI, count: int) -> list[int]:
+    """``count`` past slots with no run, older than the latest two, which the scheduler
+    of the unpaused DAG may take meanwhile (the tests run at no fixed pace)."""
+    taken = run_slots(api)
+    latest = int(time.time()) // SLOT * SLOT
+    free = [slot for slot in range(latest - 3 * SLOT, latest - 12 * SLOT, -SLOT) if slot not in taken]
+    assert len(free) >= count, f"not {count} free slots in the last 2 hours: {sorted(taken)}"
+    return free[:count]
+
+
 def run_and_locate(api: AirflowAPI, slot: int) -> dict[str, str]:
     """Trigger a run of the rate DAG for ``slot``; once it succeeded, the host each of its
     tasks ran on: a task's hostname is the name of the Edge worker that ran it, its host's."""
@@ -143,7 +153,7 @@ def test_a_run_uses_the_slots_of_every_worker_host(ha: HA, figures):
     answers after 3 s, so each task runs long enough to overlap the others."""
     api = ha.airflow()
     api.set_paused(RATE_DAG, False)
-    slot = int(time.time()) // SLOT * SLOT - 8 * SLOT
+    (slot,) = older_free_slots(api, 1)
     settings = {
         "exchange_rate_pairs": json.dumps(synthetic_pairs(8)),
         "exchange_rate_batch_size": "1",
@@ -173,20 +183,19 @@ def test_runs_execute_on_the_worker_hosts_and_fail_over(ha: HA, figures):
     time-series hosts; with the host that ran them shut down, the next run goes to the other."""
     api = ha.airflow()
     api.set_paused(RATE_DAG, False)
-    # Slots well before the one the scheduler runs once the DAG is unpaused.
-    now = int(time.time()) // SLOT * SLOT - 2 * SLOT
+    first_slot, second_slot = older_free_slots(api, 2)
     started = time.monotonic()
-    first = run_and_locate(api, now - SLOT)
+    first = run_and_locate(api, first_slot)
     figures["ha_run_on_workers_s"] = round(time.monotonic() - started, 1)
     assert set(first.values()) <= set(WORKERS), first
-    wait_until(lambda: set(ha.stored(RATE_SERIES, now - SLOT).values()) == {1}, 60, "the point on both hosts")
+    wait_until(lambda: set(ha.stored(RATE_SERIES, first_slot).values()) == {1}, 60, "the point on both hosts")
 
     busiest = max(WORKERS, key=list(first.values()).count)
     (other,) = set(WORKERS) - {busiest}
     ha.lose(busiest, "shutdown")
     try:
         lost = time.monotonic()
-        second = run_and_locate(api, now - 2 * SLOT)
+        second = run_and_locate(api, second_slot)
         figures["ha_run_after_worker_lost_s"] = round(time.monotonic() - lost, 1)
         assert set(second.values()) == {other}, second
     finally:
@@ -199,7 +208,7 @@ def test_with_a_control_host_shut_down_the_other_schedules_and_serves_the_worker
     triggered on its API server, and the workers' vmauth sends them to that API server."""
     api = ha.airflow("control-2")
     api.set_paused(RATE_DAG, False)
-    slot = int(time.time()) // SLOT * SLOT - 5 * SLOT
+    (slot,) = older_free_slots(api, 1)
     ha.lose("control-1", "shutdown")
     try:
         lost = time.monotonic()

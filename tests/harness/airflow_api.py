@@ -76,11 +76,16 @@ class AirflowAPI:
             time.sleep(2)
 
 
-def free_slots(api: AirflowAPI, count: int) -> list[int]:
-    """The latest ``count`` past slots with no run (Airflow allows one run per
-    logical date) and no point yet, within the lateness the scenario allows (2 h)."""
+def run_slots(api: AirflowAPI) -> set[int]:
+    """The slots the rate DAG has a run for (Airflow allows one run per logical date)."""
     runs = api.request("GET", f"/api/v2/dags/{RATE_DAG}/dagRuns?limit=100")["dag_runs"]
-    taken = {int(datetime.fromisoformat(run["logical_date"]).timestamp()) for run in runs if run["logical_date"]}
+    return {int(datetime.fromisoformat(run["logical_date"]).timestamp()) for run in runs if run["logical_date"]}
+
+
+def free_slots(api: AirflowAPI, count: int) -> list[int]:
+    """The latest ``count`` past slots with no run and no point yet, within the
+    lateness the scenario allows (2 h)."""
+    taken = run_slots(api)
     now = int(time.time()) // SLOT * SLOT
     stored = {ts // 1000 for series in vm_export(RATE_SERIES, now - 11 * SLOT, now) for ts in series["timestamps"]}
     free = [slot for slot in range(now - 11 * SLOT, now, SLOT) if slot not in taken | stored]
