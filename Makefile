@@ -141,8 +141,7 @@ test: deps lint lint-ansible ## Everything: install what is missing (root), lint
 # The deployed stack (Docker, Molecule) and everything else share no port or
 # server, so they run side by side; each writes its figures to .build/figures/.
 # Topology "ha" follows the local suite, beside tests/e2e: its hosts hold a lock
-# (harness.docker.DAEMON_LOCK) for which the e2e Docker restart drill and Chromium's
-# pages wait (hosts coming and going change the network, and Chromium aborts a page).
+# (harness.docker.DAEMON_LOCK) for which the e2e Docker restart drill waits.
 .PHONY: suite-e2e suite-local suite-ha suite-local-then-ha
 suite-local-then-ha:
 	$(MAKE) --no-print-directory suite-local
