@@ -24,6 +24,7 @@ locals {
     "control-tsdb-8428"    = { from = "control", to = "tsdb", protocol = "tcp", port = 8428, description = "Grafana and vmauth to VictoriaMetrics" }
     "worker-tsdb-8428"     = { from = "worker", to = "tsdb", protocol = "tcp", port = 8428, description = "vmagent writes and the DAG's read-back to VictoriaMetrics" }
     "tsdb-tsdb-9093"       = { from = "tsdb", to = "tsdb", protocol = "tcp", port = 9093, description = "every vmalert notifies both Alertmanagers" }
+    "control-tsdb-9093"    = { from = "control", to = "tsdb", protocol = "tcp", port = 9093, description = "Grafana sends its alerts to both Alertmanagers" }
     "tsdb-tsdb-9094-tcp"   = { from = "tsdb", to = "tsdb", protocol = "tcp", port = 9094, description = "Alertmanager cluster gossip (TCP)" }
     "tsdb-tsdb-9094-udp"   = { from = "tsdb", to = "tsdb", protocol = "udp", port = 9094, description = "Alertmanager cluster gossip (UDP)" }
     "tsdb-control-9100"    = { from = "tsdb", to = "control", protocol = "tcp", port = 9100, description = "host metrics scraped by VictoriaMetrics" }

@@ -8,6 +8,7 @@ import http.client
 import json
 import socket
 import ssl
+import subprocess
 import time
 import urllib.error
 import urllib.parse
@@ -15,11 +16,14 @@ import urllib.request
 import uuid
 from datetime import datetime
 
+import MySQLdb
 import pytest
+import yaml
 
 from fakes.rate_apis import synthetic_pairs
 from harness.airflow_api import AirflowAPI, run_slots, trigger
-from harness.ha import HA, HOSTS, INTERNAL_NAME, USER, WORKERS, recap
+from harness.docker import docker
+from harness.ha import AIRFLOW_IMAGE, HA, HOSTS, INTERNAL_NAME, TSDB_HOSTS, USER, WORKERS, container, recap
 from harness.replication import Reads, expected, get, points, write
 from harness.services import wait_until
 from harness.settings import RATE_DAG, RATE_SERIES, SLOT
@@ -76,6 +80,47 @@ def test_the_workers_reach_the_api_servers_over_tls_and_nothing_else_does(ha: HA
     assert fetch(f"https://{address}/airflow/execution/health", public)[0] == 404
 
 
+# In Airflow's scheduler: its database URL's TLS mode, the session's TLS version, and
+# whether the same URL with the system's CAs in place of the deployment's connects.
+AS_AIRFLOW = """
+import sqlalchemy as sa
+from airflow.configuration import conf
+url = sa.engine.make_url(conf.get("database", "sql_alchemy_conn"))
+print(url.query.get("ssl_mode"))
+with sa.create_engine(url).connect() as db:
+    print(db.exec_driver_sql("SHOW SESSION STATUS LIKE 'Ssl_version'").one()[1])
+try:
+    sa.create_engine(url.update_query_dict({"ssl_ca": "/etc/ssl/certs/ca-certificates.crt"})).connect().close()
+    print("connected")
+except sa.exc.OperationalError:
+    print("refused")
+"""
+
+
+def test_airflow_reaches_mysql_over_verified_tls_only(ha: HA):
+    """db-1's MySQL refuses connections without TLS and shows a certificate of the deployment's
+    CA for its address; Airflow's driver, in its image, verifies it and refuses another CA's."""
+    login = {
+        "host": ha.address("db-1"), "user": "airflow", "password": ha.secret("airflow_db_password"),
+        "database": "airflow", "connect_timeout": 10,
+    }  # fmt: skip
+    with pytest.raises(MySQLdb.OperationalError, match="insecure transport"):
+        MySQLdb.connect(**login, ssl_mode="DISABLED")
+    with pytest.raises(MySQLdb.OperationalError):
+        MySQLdb.connect(**login, ssl={"ca": "/etc/ssl/certs/ca-certificates.crt"}, ssl_mode="VERIFY_IDENTITY")
+    verified = MySQLdb.connect(**login, ssl={"ca": ha.tier_ca}, ssl_mode="VERIFY_IDENTITY")
+    try:
+        cursor = verified.cursor()
+        cursor.execute("SHOW SESSION STATUS LIKE 'Ssl_version'")
+        assert cursor.fetchone()[1].startswith("TLSv1."), "the session is not encrypted"
+    finally:
+        verified.close()
+    command = ["exec", container("control-1"), "docker", "exec", "airflow-scheduler", "python", "-c", AS_AIRFLOW]
+    mode, version, other_ca = docker(*command, timeout=120).split()[-3:]
+    assert (mode, other_ca) == ("VERIFY_IDENTITY", "refused")
+    assert version.startswith("TLSv1."), version
+
+
 @pytest.mark.parametrize("host", ["tsdb-1", "tsdb-2"])
 def test_each_alertmanager_reports_two_peers(ha: HA, host):
     auth = (USER, ha.secret("alertmanager_web_password"))
@@ -112,6 +157,65 @@ def test_an_alert_from_both_vmalerts_is_delivered_once(ha: HA):
     watchdogs = ha.sink.alerts("firing", before=first + 35, alertname="Watchdog")
     assert len(watchdogs) == 1, watchdogs
     assert watchdogs[0]["labels"]["stack"] == "btc-usd-stack"
+
+
+# What Grafana is provisioned with on a control host; Grafana cannot run here (no Debian package).
+GRAFANA_PROVISIONING = "/srv/btc-usd-stack/grafana/provisioning"
+# Each request of stdin's list, from the control host's monitoring network, as Grafana makes it.
+AS_GRAFANA = """
+import base64, json, sys, urllib.error, urllib.request
+answers = []
+for url, user, password, body in json.load(sys.stdin):
+    request = urllib.request.Request(url, data=body and body.encode(), method="POST" if body else "GET")
+    request.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
+    request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            answers.append([reply.status, reply.read().decode()])
+    except urllib.error.HTTPError as error:
+        answers.append([error.code, ""])
+print(json.dumps(answers))
+"""
+
+
+def as_grafana(host: str, requests: list[list[str]]) -> list[list]:
+    command = [
+        "docker", "exec", "-i", container(host), "docker", "run", "--rm", "-i", "--network", "btc-usd-monitoring",
+        "--entrypoint", "python3", AIRFLOW_IMAGE, "-c", AS_GRAFANA,
+    ]  # fmt: skip
+    done = subprocess.run(command, input=json.dumps(requests), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout)
+
+
+def test_grafana_reads_through_vmauth_and_alerts_every_alertmanager(ha: HA):
+    """On each control host, Grafana's data source is the host's vmauth, which answers a query
+    from the time-series hosts; its contact point lists every Alertmanager peer, and each takes
+    an alert with its credentials; the cluster delivers that alert once."""
+    alertname = f"GrafanaProbe{uuid.uuid4().hex[:8]}"
+    alert = json.dumps([{"labels": {"alertname": alertname, "severity": "warning", "stack": "btc-usd-stack"}}])
+    for host in ("control-1", "control-2"):
+        provisioned = {
+            kind: yaml.safe_load(docker("exec", container(host), "cat", f"{GRAFANA_PROVISIONING}/{kind}/stack.yml"))
+            for kind in ("datasources", "alerting")
+        }
+        source = provisioned["datasources"]["datasources"][0]
+        contact = provisioned["alerting"]["contactPoints"][0]["receivers"][0]["settings"]
+        assert source["url"] == "http://vmauth:8427"
+        peers = contact["url"].split(",")
+        assert peers == [f"http://{ha.address(tsdb)}:9093" for tsdb in TSDB_HOSTS]
+        requests = [[f"{source['url']}/api/v1/query?query=vm_app_uptime_seconds", source["basicAuthUser"],
+                     source["secureJsonData"]["basicAuthPassword"], ""]]  # fmt: skip
+        requests += [
+            [f"{peer}/api/v2/alerts", contact["basicAuthUser"], contact["basicAuthPassword"], alert] for peer in peers
+        ]
+        query, *alerts = as_grafana(host, requests)
+        assert query[0] == 200, query
+        assert json.loads(query[1])["data"]["result"], query
+        assert [status for status, _ in alerts] == [200, 200], alerts
+    first = wait_until(lambda: ha.sink.first_arrival("firing", alertname=alertname), 120, "Grafana's probe alert")
+    time.sleep(max(0.0, 35 - (time.monotonic() - first)))  # past group_wait and group_interval
+    assert len(ha.sink.alerts("firing", alertname=alertname)) == 1
 
 
 def older_free_slots(api: AirflowAPI, count: int) -> list[int]:

@@ -41,8 +41,8 @@ CADDY_IMAGE = "btc-usd-stack/caddy:2.6"
 # name -> (inventory group, address, images it runs)
 HOSTS = {
     "db-1": ("btc_usd_db", "172.30.90.41", [MYSQL_IMAGE]),
-    "control-1": ("btc_usd_control", "172.30.90.31", [AIRFLOW_IMAGE, CADDY_IMAGE]),
-    "control-2": ("btc_usd_control", "172.30.90.32", [AIRFLOW_IMAGE, CADDY_IMAGE]),
+    "control-1": ("btc_usd_control", "172.30.90.31", [AIRFLOW_IMAGE, CADDY_IMAGE, VM_IMAGE]),
+    "control-2": ("btc_usd_control", "172.30.90.32", [AIRFLOW_IMAGE, CADDY_IMAGE, VM_IMAGE]),
     "tsdb-1": ("btc_usd_tsdb", "172.30.90.11", [VM_IMAGE, AM_IMAGE]),
     "tsdb-2": ("btc_usd_tsdb", "172.30.90.12", [VM_IMAGE, AM_IMAGE]),
     "worker-1": ("btc_usd_workers", "172.30.90.21", [VM_IMAGE, AIRFLOW_IMAGE]),

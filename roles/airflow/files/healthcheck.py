@@ -18,7 +18,7 @@ import socket
 import sys
 import urllib.request
 from pathlib import Path
-from urllib.parse import unquote, urljoin, urlsplit
+from urllib.parse import parse_qsl, unquote, urljoin, urlsplit
 
 CONN_FILE = Path("/run/secrets/sql_alchemy_conn")
 QUERY = (
@@ -46,6 +46,13 @@ def edge_worker() -> int:
     return 0
 
 
+def tls(query: dict[str, str]) -> dict:
+    """The URL's TLS options as SQLAlchemy's MySQLdb dialect passes them: ssl_mode as it
+    is, ssl_ca, ssl_cert and ssl_key in the ``ssl`` argument."""
+    files = {key[4:]: query[key] for key in ("ssl_ca", "ssl_cert", "ssl_key") if key in query}
+    return ({"ssl_mode": query["ssl_mode"]} if "ssl_mode" in query else {}) | ({"ssl": files} if files else {})
+
+
 def main(job_type: str, threshold: int) -> int:
     if job_type == "EdgeWorker":
         return edge_worker()
@@ -59,6 +66,7 @@ def main(job_type: str, threshold: int) -> int:
         password=unquote(url.password or ""),
         database=url.path.lstrip("/"),
         connect_timeout=5,
+        **tls(dict(parse_qsl(url.query))),
     )
     try:
         cursor = db.cursor()

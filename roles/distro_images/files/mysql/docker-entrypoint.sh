@@ -21,6 +21,8 @@ if [ "$1" != "mysqld" ]; then exec "$@"; fi
 
 datadir=/var/lib/mysql
 chown mysql:mysql "$datadir" /run/mysqld
+# Files of an earlier image whose mysql user had another uid.
+find "$datadir" ! -user mysql -exec chown mysql:mysql {} +
 
 if [ ! -d "$datadir/mysql" ]; then
   for var in MYSQL_ROOT_PASSWORD MYSQL_DATABASE MYSQL_USER MYSQL_PASSWORD; do
