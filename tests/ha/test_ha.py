@@ -166,7 +166,7 @@ AS_GRAFANA = """
 import base64, json, sys, urllib.error, urllib.request
 answers = []
 for url, user, password, body in json.load(sys.stdin):
-    request = urllib.request.Request(url, data=body and body.encode(), method="POST" if body else "GET")
+    request = urllib.request.Request(url, data=body.encode() if body else None, method="POST" if body else "GET")
     request.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
     request.add_header("Content-Type", "application/json")
     try:
