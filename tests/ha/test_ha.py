@@ -133,18 +133,22 @@ def test_each_alertmanager_reports_two_peers(ha: HA, host):
 @pytest.mark.parametrize("host", ["tsdb-1", "tsdb-2"])
 def test_every_target_a_tsdb_host_scrapes_is_up(ha: HA, host):
     """A time-series host scrapes what runs on it, so no TargetDown is raised for a service
-    of another tier."""
+    of another tier, and every host's node_exporter."""
     url = f"http://{ha.address(host)}:8428/api/v1/query?query=up"
+    nodes = {f"{ha.address(name)}:9100" for name in HOSTS}
 
-    def targets() -> dict[str, str] | None:
-        found = {r["metric"]["job"]: r["value"][1] for r in json.loads(get(url, ha.vm_auth()))["data"]["result"]}
-        return found if {"victoriametrics", "vmalert", "alertmanager"} <= found.keys() else None
+    def targets() -> dict[tuple[str, str], str] | None:
+        results = json.loads(get(url, ha.vm_auth()))["data"]["result"]
+        found = {(r["metric"]["job"], r["metric"]["instance"]): r["value"][1] for r in results}
+        jobs = {job for job, _instance in found}
+        scraped = {instance for job, instance in found if job == "node"}
+        complete = {"victoriametrics", "vmalert", "alertmanager"} <= jobs and nodes <= scraped
+        return found if complete and set(found.values()) == {"1"} else None  # a target starting is 0 once
 
-    assert wait_until(targets, 120, f"{host}'s scrapes") == {
-        "victoriametrics": "1",
-        "vmalert": "1",
-        "alertmanager": "1",
-    }
+    found = wait_until(targets, 180, f"{host}'s scrapes")
+    assert {job for job, _instance in found} == {"victoriametrics", "vmalert", "alertmanager", "node"}
+    assert {instance for job, instance in found if job == "node"} == nodes
+    assert set(found.values()) == {"1"}, {target: up for target, up in found.items() if up != "1"}
 
 
 def test_an_alert_from_both_vmalerts_is_delivered_once(ha: HA):

@@ -37,16 +37,16 @@ HOST_IMAGE = "btc-usd-ha/host:bookworm"
 BASE_IMAGE = "btc-usd-stack/debian:bookworm"
 VM_IMAGE, AM_IMAGE = "btc-usd-stack/victoriametrics:1.112", "btc-usd-stack/alertmanager:0.25"
 AIRFLOW_IMAGE, MYSQL_IMAGE = "btc-usd-stack/airflow:3.3.2", "btc-usd-stack/mysql:9.7"
-CADDY_IMAGE = "btc-usd-stack/caddy:2.6"
+CADDY_IMAGE, NODE_IMAGE = "btc-usd-stack/caddy:2.6", "btc-usd-stack/node-exporter:1.5"
 # name -> (inventory group, address, images it runs)
 HOSTS = {
-    "db-1": ("btc_usd_db", "172.30.90.41", [MYSQL_IMAGE]),
-    "control-1": ("btc_usd_control", "172.30.90.31", [AIRFLOW_IMAGE, CADDY_IMAGE, VM_IMAGE]),
-    "control-2": ("btc_usd_control", "172.30.90.32", [AIRFLOW_IMAGE, CADDY_IMAGE, VM_IMAGE]),
-    "tsdb-1": ("btc_usd_tsdb", "172.30.90.11", [VM_IMAGE, AM_IMAGE]),
-    "tsdb-2": ("btc_usd_tsdb", "172.30.90.12", [VM_IMAGE, AM_IMAGE]),
-    "worker-1": ("btc_usd_workers", "172.30.90.21", [VM_IMAGE, AIRFLOW_IMAGE]),
-    "worker-2": ("btc_usd_workers", "172.30.90.22", [VM_IMAGE, AIRFLOW_IMAGE]),
+    "db-1": ("btc_usd_db", "172.30.90.41", [MYSQL_IMAGE, NODE_IMAGE]),
+    "control-1": ("btc_usd_control", "172.30.90.31", [AIRFLOW_IMAGE, CADDY_IMAGE, VM_IMAGE, NODE_IMAGE]),
+    "control-2": ("btc_usd_control", "172.30.90.32", [AIRFLOW_IMAGE, CADDY_IMAGE, VM_IMAGE, NODE_IMAGE]),
+    "tsdb-1": ("btc_usd_tsdb", "172.30.90.11", [VM_IMAGE, AM_IMAGE, NODE_IMAGE]),
+    "tsdb-2": ("btc_usd_tsdb", "172.30.90.12", [VM_IMAGE, AM_IMAGE, NODE_IMAGE]),
+    "worker-1": ("btc_usd_workers", "172.30.90.21", [VM_IMAGE, AIRFLOW_IMAGE, NODE_IMAGE]),
+    "worker-2": ("btc_usd_workers", "172.30.90.22", [VM_IMAGE, AIRFLOW_IMAGE, NODE_IMAGE]),
 }
 PROXY_ROOT = "/srv/btc-usd-stack/proxy/data/caddy/pki/authorities/local/root.crt"
 INTERNAL_NAME = "control.btc-usd-stack.internal"  # stack_control_internal_name
@@ -201,7 +201,7 @@ def inventory(base: Path, secrets: Path) -> dict:
     worker = {
         "vmagent_published_ports": ["2003:2003"],
         "vmauth_published_ports": ["8427:8427"],
-        "firewall_docker_allowed_ports": [2003, 8427],
+        "firewall_docker_allowed_ports": [2003, 8427, 9100],
     }
     groups: dict[str, dict] = {}
     for name, (group, address, _images) in HOSTS.items():
